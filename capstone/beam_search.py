@@ -1,0 +1,56 @@
+"""Length-normalised beam search over any one-step model; knows nothing about TensorFlow.
+
+``step(words [k], state) -> (probs [k, vocab], new_state)`` is all it needs, where ``state`` is
+a tuple of arrays whose first dimension is k (the live beams). ``FinalModel.one_step`` is such
+a function; so is a tiny numpy table in the tests.
+"""
+
+import numpy as np
+
+from capstone.errors import CapstoneError
+
+
+def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, length_alpha=1.0, banned=()):
+    """The ``beam_size`` best captions as [(tokens without START/END, score)], best first.
+
+    score = sum(log p) / len ** length_alpha, len counting END; alpha=1 is the mean log
+    probability per token, so long captions are not punished just for being long.
+    """
+    if not isinstance(beam_size, (int, np.integer)) or beam_size <= 0:
+        raise CapstoneError(f"beam size must be a positive integer, got {beam_size!r}")
+    beams = [([], 0.0)]                     # (tokens so far, sum of log probs), all still open
+    state = tuple(np.asarray(s) for s in init_state)  # [1, ...] for the one start beam
+    finished = []
+    for length in range(1, max_len + 1):
+        words = np.array([tokens[-1] if tokens else start_idx for tokens, _ in beams], dtype=np.int32)
+        probs, state = step(words, state)
+        log_probs = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-30))
+        log_probs[:, list(banned)] = -np.inf
+        totals = np.array([score for _, score in beams])[:, None] + log_probs   # [beams, vocab]
+        # Best candidates over all beams; 2 * beam_size leaves room for some that end now.
+        flat = np.argsort(-totals, axis=None)[: 2 * beam_size]
+        next_beams, keep_rows = [], []
+        for index in flat:
+            row, word = divmod(int(index), totals.shape[1])
+            if not np.isfinite(totals[row, word]):
+                continue
+            tokens = beams[row][0] + [word]
+            if word == end_idx:
+                finished.append((tokens[:-1], totals[row, word] / length ** length_alpha))
+            elif len(next_beams) < beam_size:
+                next_beams.append((tokens, totals[row, word]))
+                keep_rows.append(row)
+        # Stop when the best open beam cannot beat the k-th finished one any more (log probs only fall).
+        if len(finished) >= beam_size:
+            kth = sorted((s for _, s in finished), reverse=True)[beam_size - 1]
+            best_open = max((s for _, s in next_beams), default=-np.inf) / (max_len + 1) ** length_alpha
+            if best_open <= kth:
+                break
+        if not next_beams:
+            break
+        beams = next_beams
+        state = tuple(s[keep_rows] for s in state)
+    if len(finished) < beam_size:  # captions cut at max_len still count, scored as if END came next
+        finished += [(tokens, score / (len(tokens) + 1) ** length_alpha) for tokens, score in beams]
+    finished.sort(key=lambda pair: -pair[1])
+    return [(tokens, float(score)) for tokens, score in finished[:beam_size]]

@@ -1,0 +1,165 @@
+"""The subcommands of ``python -m capstone``: each is (add_arguments, run, help)."""
+
+import dataclasses
+import os
+import sys
+
+from capstone.config import ModelConfig, TrainingConfig
+from capstone.errors import CapstoneError
+
+# Embedding sizes that name their encoder, so the course's InceptionV3 pickles need no flag.
+ENCODER_BY_EMBED_SIZE = {2048: "inception_v3", 1280: "efficientnet_lite0"}
+
+
+def read_embeddings(embeds_fn, fns_fn):
+    """The course's pair of pickles -> (float32 [N, D], list of N file names), checked."""
+    import numpy as np
+
+    from utils import read_pickle
+
+    embeds, fns = read_pickle(embeds_fn), read_pickle(fns_fn)
+    embeds = np.asarray(embeds)
+    if embeds.ndim != 2 or not np.issubdtype(embeds.dtype, np.number):
+        raise CapstoneError(f"{embeds_fn}: expected a numeric array [images, features], got shape {embeds.shape}")
+    if not isinstance(fns, (list, tuple)) or not all(isinstance(fn, str) for fn in fns):
+        raise CapstoneError(f"{fns_fn}: expected a list of file names")
+    if len(embeds) != len(fns):
+        raise CapstoneError(f"{embeds_fn} has {len(embeds)} embeddings but {fns_fn} has {len(fns)} file names; "
+                            f"they must come from the same embedding run")
+    return embeds.astype(np.float32, copy=False), list(fns)
+
+
+def _add_overrides(parser, cls, skip=()):
+    """One --flag per config field (``n_epochs`` -> ``--n-epochs``), default: the config's value."""
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=None,
+                            help=f"default {field.default}")
+
+
+def _config_from_args(cls, args):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    return cls(**values)
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+def add_train_arguments(p):
+    p.add_argument("--train-embeds", required=True, help="train_img_embeds.pickle")
+    p.add_argument("--train-fns", required=True, help="train_img_fns.pickle")
+    p.add_argument("--captions", required=True, action="append",
+                   help="captions: COCO .zip (optionally zip:member.json), COCO .json or image,caption .csv; "
+                        "repeat for separate train/val files")
+    p.add_argument("--val-embeds", help="val_img_embeds.pickle")
+    p.add_argument("--val-fns", help="val_img_fns.pickle")
+    p.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")
+    p.add_argument("--encoder", default="auto",
+                   help="encoder that made the embeddings (auto: by size, 2048 inception_v3, 1280 efficientnet_lite0)")
+    p.add_argument("--epochs", dest="n_epochs", type=int, help="default 12")
+    p.add_argument("--batches-per-epoch", dest="n_batches_per_epoch", type=int, help="default 1000")
+    _add_overrides(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch"))
+    _add_overrides(p, ModelConfig, skip=("img_embed_size",))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def load_split(embeds_fn, fns_fn, caption_sources):
+    from capstone.captions import captions_for_fns, load_captions
+
+    embeds, fns = read_embeddings(embeds_fn, fns_fn)
+    fn_to_captions = {}
+    for source in caption_sources:
+        fn_to_captions.update(load_captions(source))
+    return embeds, captions_for_fns(fns, fn_to_captions, " + ".join(caption_sources))
+
+
+def run_train(args):
+    from capstone import training
+
+    if bool(args.val_embeds) != bool(args.val_fns):
+        raise CapstoneError("give both --val-embeds and --val-fns, or neither")
+    train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
+    val_embeds = val_captions = None
+    if args.val_embeds:
+        val_embeds, val_captions = load_split(args.val_embeds, args.val_fns, args.captions)
+    encoder = ENCODER_BY_EMBED_SIZE.get(train_embeds.shape[1]) if args.encoder == "auto" else args.encoder
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    model_config = None
+    if any(getattr(args, name, None) is not None for name in model_fields):
+        model_config = _config_from_args(ModelConfig, args)
+    history = training.train(
+        args.out, train_embeds, train_captions, val_embeds, val_captions,
+        model_config=model_config, training_config=_config_from_args(TrainingConfig, args),
+        encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
+    if history:
+        print(f"{args.out}: {len(history)} epochs, last train loss {history[-1]['train_loss']:.3f}"
+              + (f", val loss {history[-1]['val_loss']:.3f}" if history[-1]["val_loss"] is not None else ""))
+
+
+# -- caption -------------------------------------------------------------------------------------
+
+
+def add_caption_arguments(p):
+    p.add_argument("run_dir", help="run directory written by 'train'")
+    p.add_argument("images", nargs="*", help="image files to caption (uses the run's encoder)")
+    p.add_argument("--embeds", help="precomputed embeddings pickle instead of images")
+    p.add_argument("--fns", help="file names pickle that goes with --embeds")
+    p.add_argument("--sample", action="store_true", help="sample words instead of taking the most likely")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--beam", type=int, default=0, help="beam search with this many beams (0: greedy)")
+    p.add_argument("--max-len", type=int, default=20, help="most words per caption (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed for --sample")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def _check_caption_args(args):
+    if args.beam < 0 or (args.beam and args.sample):
+        raise CapstoneError("--beam must be a positive beam size and cannot be combined with --sample")
+    if args.temperature <= 0:
+        raise CapstoneError(f"--temperature must be > 0, got {args.temperature}")
+    if bool(args.embeds) != bool(args.fns):
+        raise CapstoneError("give both --embeds and --fns, or neither")
+    if bool(args.embeds) == bool(args.images):
+        raise CapstoneError("give image files, or --embeds and --fns")
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise CapstoneError(f"{path}: image file does not exist")
+
+
+def caption_batches(model, names, inputs, args, kind):
+    """Yield (name, caption) for inputs given as images or embeddings, batch by batch."""
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    for start in range(0, len(names), args.batch_size):
+        batch = {kind: inputs[start:start + args.batch_size]}
+        if args.beam:
+            texts = [found[0][0] for found in model.beam_captions(**batch, beam_size=args.beam, max_len=args.max_len)]
+        else:
+            texts = model.captions(**batch, t=args.temperature, sample=args.sample, max_len=args.max_len, rng=rng)
+        yield from zip(names[start:start + args.batch_size], texts)
+
+
+def run_caption(args):
+    from capstone.final_model import FinalModel
+
+    _check_caption_args(args)
+    if args.embeds:
+        embeds, fns = read_embeddings(args.embeds, args.fns)
+        model = FinalModel.load(args.run_dir)
+        pairs = caption_batches(model, fns, embeds, args, "embeddings")
+    else:
+        from capstone.images import load_images_for_model
+
+        model = FinalModel.load(args.run_dir, with_encoder=True)
+        images = load_images_for_model(args.images, model.encoder.image_size)
+        pairs = caption_batches(model, args.images, images, args, "images")
+    for name, caption in pairs:
+        print(f"{name}\t{caption}", flush=True)
+
+
+COMMANDS = {
+    "train": (add_train_arguments, run_train, "train the decoder on image embeddings + captions"),
+    "caption": (add_caption_arguments, run_caption, "caption images or precomputed embeddings"),
+}

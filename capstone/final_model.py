@@ -1,0 +1,204 @@
+"""The captioning graph: image -> embedding -> LSTM state -> one word at a time.
+
+The course kept the LSTM state in two graph *variables* and assigned them at every step, so
+two captions could not be generated at once (and two web visitors would corrupt each other's).
+Here the state is *fed* and *returned*: ``init_lstm`` computes it from the image, ``one_step``
+takes (current_word, lstm_c, lstm_h) and returns (probabilities, new c, new h). Nothing in the
+graph changes while captioning, so one model serves any number of threads.
+
+Two inputs are possible, chosen when the model is built:
+* ``img_embeds`` [B, IMG_EMBED]: precomputed CNN embeddings (the course's pickles);
+* ``input_images`` [B, S, S, 3]: raw RGB pixels in [0, 255]; a frozen CNN encoder
+  (``capstone.encoders``) is imported in front, so one Session.run goes from pixels to state.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from capstone import run_dir as runs
+from capstone.beam_search import beam_search
+from capstone.captions import END, PAD, START, indices_to_caption
+from capstone.decoder import SCOPE, make_layers
+from capstone.errors import CapstoneError
+from capstone.layers import LSTMState
+from capstone.tf_session import make_session
+
+v1 = tf.compat.v1
+
+
+class FinalModel:
+    """Restores a trained decoder from a run directory into a small inference graph.
+
+    Args:
+      run: a ``capstone.run_dir.Run`` (see ``FinalModel.load``).
+      checkpoint: checkpoint prefix; default the run's best one.
+      encoder: a ``capstone.encoders.FrozenEncoder`` to take raw images, or None for embeddings.
+    """
+
+    def __init__(self, run, checkpoint=None, encoder=None):
+        self.run = run
+        self.vocab = run.vocab
+        self.inverse_vocab = run.inverse_vocab
+        self.config = run.model_config
+        self.encoder = encoder
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.build_inputs()
+            with v1.variable_scope(SCOPE):
+                self.layers = make_layers(len(self.vocab), self.config)
+                self.build_init_lstm()
+                self.build_one_step()
+            saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
+        self.graph.finalize()  # nothing may add ops later: that is what makes sharing across threads safe
+        self.session = make_session(self.graph)
+        runs.restore(saver, self.session, checkpoint or runs.best_checkpoint(run.path))
+
+    @classmethod
+    def load(cls, run_path, checkpoint=None, with_encoder=False, encoder_weights="imagenet"):
+        """A model from a run directory; ``with_encoder`` adds the run's image encoder in front."""
+        run = runs.load_run(run_path)
+        encoder = None
+        if with_encoder:
+            if not run.encoder:
+                raise CapstoneError(
+                    f"{run_path}: config.json names no image encoder (trained on embeddings of unknown origin); "
+                    f"caption precomputed embeddings with --embeds/--fns instead")
+            from capstone.encoders import frozen_encoder  # TF+Keras CNN: only loaded when images are given
+            encoder = frozen_encoder(run.encoder, weights=encoder_weights)
+        return cls(run, checkpoint=checkpoint, encoder=encoder)
+
+    # -- graph ---------------------------------------------------------------------------------
+
+    def build_inputs(self):
+        """Inputs: none.
+        Outputs: img_embeds [B, IMG_EMBED]; with an encoder also input_images [B, S, S, 3] (pixels
+          0..255) from which img_embeds is computed by the imported frozen CNN.
+        """
+        if self.encoder is None:
+            self.input_images = None
+            self.img_embeds = v1.placeholder(tf.float32, [None, self.config.img_embed_size], name="img_embeds")
+            return
+        if self.encoder.embed_size != self.config.img_embed_size:
+            raise CapstoneError(
+                f"encoder {self.encoder.name} gives {self.encoder.embed_size}-d embeddings but the decoder in "
+                f"{self.run.path} was trained on {self.config.img_embed_size}-d ones")
+        from capstone.encoders import import_encoder
+        size = self.encoder.image_size
+        self.input_images = v1.placeholder(tf.float32, [None, size, size, 3], name="input_images")
+        self.img_embeds = import_encoder(self.encoder, self.input_images)
+
+    def build_init_lstm(self):
+        """Inputs: img_embeds.
+        Outputs: init_lstm = (init_c, init_h) [B, LSTM_UNITS], the state before the first word.
+        """
+        bottleneck = self.layers.img_embed_to_bottleneck(self.img_embeds)
+        init_h = self.layers.img_embed_bottleneck_to_h0(bottleneck)
+        self.init_lstm = (init_h, init_h)  # c0 = h0, as in training
+
+    def build_one_step(self):
+        """Inputs: current_word [B] int32, lstm_c and lstm_h [B, LSTM_UNITS] (fed, not stored).
+        Outputs: one_step = (new_probs [B, vocab], new_c, new_h).
+        """
+        units = self.config.lstm_units
+        self.current_word = v1.placeholder(tf.int32, [None], name="current_word")
+        self.lstm_c = v1.placeholder(tf.float32, [None, units], name="lstm_c")
+        self.lstm_h = v1.placeholder(tf.float32, [None, units], name="lstm_h")
+        word_embed = self.layers.word_embed(self.current_word)                     # [B, WORD_EMBED]
+        new_h, new_state = self.layers.lstm(word_embed, LSTMState(self.lstm_c, self.lstm_h))
+        new_logits = self.layers.token_logits(self.layers.token_logits_bottleneck(new_h))  # [B, vocab]
+        self.new_probs = tf.nn.softmax(new_logits)
+        self.one_step = (self.new_probs, new_state.c, new_state.h)
+
+    # -- running it ----------------------------------------------------------------------------
+
+    def _input_feed(self, images=None, embeddings=None):
+        if (images is None) == (embeddings is None):
+            raise CapstoneError("give either images or embeddings")
+        if images is not None:
+            if self.input_images is None:
+                raise CapstoneError("this model was loaded without an image encoder; pass embeddings, "
+                                    "or load it with with_encoder=True")
+            return {self.input_images: np.asarray(images, dtype=np.float32)}
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.config.img_embed_size:
+            raise CapstoneError(f"embeddings: expected shape [N, {self.config.img_embed_size}], got {embeddings.shape}")
+        return {self.img_embeds: embeddings}
+
+    def initial_state(self, images=None, embeddings=None):
+        """(c, h) for a batch of images (pixels) or embeddings."""
+        return self.session.run(self.init_lstm, self._input_feed(images, embeddings))
+
+    def step(self, words, state):
+        """One word for every row: words [B], state (c, h) -> (probs [B, vocab], (c', h'))."""
+        probs, c, h = self.session.run(self.one_step, {
+            self.current_word: np.asarray(words, dtype=np.int32),
+            self.lstm_c: state[0], self.lstm_h: state[1]})
+        return probs, (c, h)
+
+    @property
+    def banned_tokens(self):
+        """Never emitted: PAD and START are never targets, so their probabilities mean nothing."""
+        return [self.vocab[PAD], self.vocab[START]]
+
+    def sample_tokens(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
+        """Greedy (or temperature-sampled) token ids for a batch, one Session.run per word for all rows.
+
+        Returns a list of index lists without START; each ends at END or after max_len words.
+        """
+        if t <= 0:
+            raise CapstoneError(f"temperature must be > 0, got {t}")
+        rng = rng if rng is not None else np.random.default_rng()
+        state = self.initial_state(images, embeddings)
+        batch = len(state[0])
+        words = np.full(batch, self.vocab[START], dtype=np.int32)
+        tokens = [[] for _ in range(batch)]
+        done = np.zeros(batch, dtype=bool)
+        for _ in range(max_len):
+            probs, state = self.step(words, state)
+            probs = probs.astype(np.float64)
+            probs[:, self.banned_tokens] = 0.0
+            # The course's temperature: p ** (1 / t), renormalised (t < 1 sharper, t > 1 flatter).
+            probs = probs ** (1.0 / t)
+            probs /= probs.sum(axis=1, keepdims=True)
+            if sample:
+                words = np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int32)
+            else:
+                words = probs.argmax(axis=1).astype(np.int32)
+            for row in np.flatnonzero(~done):
+                tokens[row].append(int(words[row]))
+            done |= words == self.vocab[END]
+            if done.all():
+                break
+        return tokens
+
+    def captions(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
+        """Caption text for each image/embedding of a batch."""
+        return [indices_to_caption(ids, self.inverse_vocab)
+                for ids in self.sample_tokens(images, embeddings, t, sample, max_len, rng)]
+
+    def beam_captions(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
+        """For each image, the ``beam_size`` best (caption text, score) pairs, best first."""
+        c, h = self.initial_state(images, embeddings)
+        results = []
+        for row in range(len(c)):
+            found = beam_search(self.step, (c[row:row + 1], h[row:row + 1]), self.vocab[START], self.vocab[END],
+                                beam_size=beam_size, max_len=max_len, length_alpha=length_alpha,
+                                banned=self.banned_tokens)
+            results.append([(indices_to_caption(tokens, self.inverse_vocab), score) for tokens, score in found])
+        return results
+
+    def close(self):
+        self.session.close()
+
+
+def generate_caption(model, image=None, t=1, sample=False, max_len=20, embedding=None, rng=None):
+    """The course's function: tokens of one caption, START and END included.
+
+    ``' '.join(generate_caption(model, image)[1:-1])`` is the caption text. ``image`` is one
+    [S, S, 3] array of pixels (the model needs an encoder), or pass ``embedding`` [IMG_EMBED].
+    """
+    images = None if image is None else np.asarray(image)[None]
+    embeddings = None if embedding is None else np.asarray(embedding)[None]
+    ids = model.sample_tokens(images, embeddings, t=t, sample=sample, max_len=max_len, rng=rng)[0]
+    tokens = [START] + [model.inverse_vocab[i] for i in ids]
+    return tokens if tokens[-1] == END else tokens + [END]

@@ -1,0 +1,123 @@
+"""A run directory holds everything needed to use or continue a trained model.
+
+    RUN_DIR/config.json    model + training hyper-parameters, the image encoder's name
+    RUN_DIR/vocab.json     {token: index}
+    RUN_DIR/history.json   one record per finished epoch (losses, seconds)
+    RUN_DIR/checkpoints/   tf.compat.v1.train.Saver checkpoints, one per epoch (the last few kept)
+    RUN_DIR/best/          the checkpoint with the lowest validation loss
+    RUN_DIR/loss.png       loss curves;  RUN_DIR/tensorboard/  the same as TensorBoard scalars
+
+Every JSON file is written atomically. TensorFlow's Saver writes a checkpoint's data files
+first and its ``checkpoint`` index file last (itself atomically), so a run killed while saving
+still points at the previous complete checkpoint.
+"""
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+from capstone.atomic import write_json
+from capstone.config import ModelConfig, TrainingConfig, config_from_dict
+from capstone.errors import CapstoneError
+
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+HISTORY = "history.json"
+CHECKPOINTS = "checkpoints"
+BEST = "best"
+
+
+@dataclasses.dataclass
+class Run:
+    """What a run directory says about its model."""
+    path: str
+    vocab: dict
+    model_config: ModelConfig
+    training_config: TrainingConfig
+    encoder: str = None  # name of the image encoder whose embeddings the model was trained on
+
+    @property
+    def inverse_vocab(self):
+        return {index: token for token, index in self.vocab.items()}
+
+
+def save_run(run):
+    os.makedirs(run.path, exist_ok=True)
+    write_json(os.path.join(run.path, VOCAB), run.vocab)
+    write_json(os.path.join(run.path, CONFIG), {
+        "model": dataclasses.asdict(run.model_config),
+        "training": dataclasses.asdict(run.training_config),
+        "encoder": run.encoder,
+    })
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CapstoneError(f"{path}: missing; is {os.path.dirname(path)} a run directory made by 'train'?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CapstoneError(f"{path}: not valid JSON ({error})") from None
+
+
+def is_run_dir(path):
+    return os.path.exists(os.path.join(path, CONFIG)) and os.path.exists(os.path.join(path, VOCAB))
+
+
+def load_run(path):
+    """Read config.json and vocab.json of a run directory, with clear errors."""
+    if not os.path.isdir(path):
+        raise CapstoneError(f"{path}: run directory does not exist")
+    config = _read_json(os.path.join(path, CONFIG))
+    vocab = _read_json(os.path.join(path, VOCAB))
+    where = os.path.join(path, CONFIG)
+    if not isinstance(config, dict) or "model" not in config or "training" not in config:
+        raise CapstoneError(f"{where}: expected keys 'model' and 'training'")
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+        raise CapstoneError(f"{os.path.join(path, VOCAB)}: expected an object {{token: integer index}}")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise CapstoneError(f"{os.path.join(path, VOCAB)}: indices must be 0..{len(vocab) - 1}, each once")
+    return Run(
+        path=path,
+        vocab=vocab,
+        model_config=config_from_dict(ModelConfig, config["model"], where + " 'model'"),
+        training_config=config_from_dict(TrainingConfig, config["training"], where + " 'training'"),
+        encoder=config.get("encoder"),
+    )
+
+
+def read_history(path):
+    history_path = os.path.join(path, HISTORY)
+    return _read_json(history_path) if os.path.exists(history_path) else []
+
+
+def write_history(path, history):
+    write_json(os.path.join(path, HISTORY), history)
+
+
+def latest_checkpoint(path):
+    """Prefix of the newest epoch checkpoint, or None when training has not saved one yet."""
+    return tf.train.latest_checkpoint(os.path.join(path, CHECKPOINTS))
+
+
+def best_checkpoint(path):
+    """The checkpoint to caption with: lowest validation loss if known, else the newest."""
+    found = tf.train.latest_checkpoint(os.path.join(path, BEST)) or latest_checkpoint(path)
+    if found is None:
+        raise CapstoneError(f"{path}: no checkpoint found in {CHECKPOINTS}/ or {BEST}/; train the model first")
+    return found
+
+
+def restore(saver, session, checkpoint):
+    """saver.restore with a clear error instead of a TensorFlow traceback."""
+    try:
+        with session.graph.as_default():  # the v1 Saver only works in graph mode
+            saver.restore(session, checkpoint)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.InvalidArgumentError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CapstoneError(
+            f"{checkpoint}: checkpoint is unreadable or does not match this model ({first_line[:300]})"
+        ) from None

@@ -1,0 +1,247 @@
+"""Training: random batches, Adam, validation after each epoch, checkpoints you can resume.
+
+``train(run_dir, ...)`` is safe to kill at any moment: started again with the same run
+directory it restores the last finished epoch (weights, Adam's moments, step counter), keeps
+the saved vocabulary and continues with the next epoch. Batches are drawn from a generator
+seeded by (seed, epoch), so a resumed run sees the same batches the uninterrupted run would.
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from capstone import run_dir as runs
+from capstone.atomic import atomic_open
+from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
+from capstone.config import ModelConfig, TrainingConfig
+from capstone.decoder import Decoder
+from capstone.errors import CapstoneError
+from capstone.tf_session import make_session
+
+v1 = tf.compat.v1
+
+
+def generate_batch(decoder, images_embeddings, indexed_captions, batch_size, max_len=None, rng=None):
+    """A feed dict of ``batch_size`` random images with one random caption each.
+
+    images_embeddings [N, IMG_EMBED]; indexed_captions: per image, a list of index lists.
+    Returns {decoder.img_embeds: [batch, IMG_EMBED], decoder.sentences: [batch, <= max_len]}.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    image_ix = rng.integers(0, len(images_embeddings), batch_size)
+    captions = [indexed_captions[i][rng.integers(len(indexed_captions[i]))] for i in image_ix]
+    return {
+        decoder.img_embeds: images_embeddings[image_ix],
+        decoder.sentences: batch_captions_to_matrix(captions, decoder.pad_idx, max_len=max_len),
+    }
+
+
+def check_embeddings_and_captions(embeds, captions, what):
+    """The two inputs of training must line up row by row; say so clearly when they do not."""
+    embeds = np.asarray(embeds)
+    if embeds.ndim != 2:
+        raise CapstoneError(f"{what} embeddings: expected a 2-D array [images, features], got shape {embeds.shape}")
+    if len(embeds) != len(captions):
+        raise CapstoneError(
+            f"{what}: {len(embeds)} embeddings but {len(captions)} caption lists; the embeddings and file names "
+            f"must come from the same 'embed' run")
+    if len(embeds) == 0:
+        raise CapstoneError(f"{what}: no images")
+    for i, image_captions in enumerate(captions):
+        if not image_captions:
+            raise CapstoneError(f"{what}: image #{i} has no captions")
+    return embeds.astype(np.float32, copy=False)
+
+
+@dataclasses.dataclass
+class TrainingGraph:
+    """The tensors and ops the loop needs, built in their own graph."""
+    graph: tf.Graph
+    decoder: Decoder
+    train_op: tf.Operation
+    epoch: tf.Variable          # epochs finished, saved in the checkpoint so resume knows where it is
+    next_epoch: tf.Tensor       # placeholder for the value assigned to epoch
+    set_epoch: tf.Operation
+    saver: v1.train.Saver       # one checkpoint per epoch, last 3 kept
+    best_saver: v1.train.Saver  # the lowest validation loss so far
+    init: tf.Operation
+
+
+def build_training_graph(vocab, model_config, training_config, fast=True):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(training_config.seed)
+        decoder = Decoder(len(vocab), vocab[PAD], model_config, fast=fast)
+        global_step = v1.train.get_or_create_global_step()
+        train_op = v1.train.AdamOptimizer(training_config.learning_rate).minimize(decoder.loss, global_step=global_step)
+        epoch = v1.get_variable("epoch", [], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
+        next_epoch = v1.placeholder(tf.int64, [], name="next_epoch")
+        return TrainingGraph(
+            graph=graph, decoder=decoder, train_op=train_op, epoch=epoch, next_epoch=next_epoch,
+            set_epoch=epoch.assign(next_epoch), saver=v1.train.Saver(max_to_keep=3),
+            best_saver=v1.train.Saver(max_to_keep=1), init=v1.global_variables_initializer(),
+        )
+
+
+def fixed_batches(decoder, embeds, indexed_captions, training_config, n_batches):
+    """Validation batches drawn once from a fixed seed, so every epoch is scored on the same data."""
+    rng = np.random.default_rng([training_config.seed, 999_999])
+    return [generate_batch(decoder, embeds, indexed_captions, training_config.batch_size, training_config.max_len, rng)
+            for _ in range(n_batches)]
+
+
+def mean_loss(session, decoder, feeds):
+    return float(np.mean([session.run(decoder.loss, feed) for feed in feeds]))
+
+
+def prepare_run(run_dir, train_captions, model_config, training_config, encoder):
+    """A new run writes its vocabulary and config; an existing one is reloaded as it was saved."""
+    if runs.is_run_dir(run_dir):
+        run = runs.load_run(run_dir)
+        if model_config is not None and dataclasses.asdict(model_config) != dataclasses.asdict(run.model_config):
+            raise CapstoneError(
+                f"{run_dir}: already holds a model with {dataclasses.asdict(run.model_config)}; to train a "
+                f"different one choose a new run directory")
+        if training_config is not None:
+            run.training_config = training_config  # e.g. more epochs for a finished run
+        runs.save_run(run)
+        return run
+    training_config = training_config or TrainingConfig()
+    vocab = generate_vocabulary(train_captions, min_count=training_config.min_count)
+    run = runs.Run(run_dir, vocab, model_config or ModelConfig(), training_config, encoder)
+    runs.save_run(run)
+    return run
+
+
+def plot_history(history, path):
+    """Train and validation loss per epoch as a PNG (written atomically)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    if any(h.get("val_loss") is not None for h in history):
+        ax.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy per token")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _scalar_summary(values):
+    return v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
+
+
+def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=None, model_config=None,
+          training_config=None, encoder=None, progress=True, log=print, fast=True):
+    """Train (or resume training) the decoder; returns the run's history, one dict per epoch.
+
+    train_embeds [N, IMG_EMBED] with train_captions: for each row, a list of caption strings.
+    val_*: the same for validation (optional; without it there is no early stopping).
+    """
+    train_embeds = check_embeddings_and_captions(train_embeds, train_captions, "training data")
+    has_val = val_embeds is not None
+    if has_val:
+        val_embeds = check_embeddings_and_captions(val_embeds, val_captions, "validation data")
+    if model_config is not None:
+        model_config = dataclasses.replace(model_config, img_embed_size=train_embeds.shape[1])
+    elif not runs.is_run_dir(run_dir):
+        model_config = ModelConfig(img_embed_size=train_embeds.shape[1])
+    run = prepare_run(run_dir, train_captions, model_config, training_config, encoder)
+    model_config, config = run.model_config, run.training_config
+    if model_config.img_embed_size != train_embeds.shape[1]:
+        raise CapstoneError(f"{run_dir}: model expects {model_config.img_embed_size}-d embeddings, "
+                            f"got {train_embeds.shape[1]}-d ones")
+    if has_val and val_embeds.shape[1] != train_embeds.shape[1]:
+        raise CapstoneError(f"validation embeddings are {val_embeds.shape[1]}-d but training ones "
+                            f"{train_embeds.shape[1]}-d: use the same encoder for both")
+
+    train_indexed = caption_tokens_to_indices(train_captions, run.vocab)
+    g = build_training_graph(run.vocab, model_config, config, fast=fast)
+    session = make_session(g.graph)
+    checkpoint = runs.latest_checkpoint(run_dir)
+    if checkpoint:
+        runs.restore(g.saver, session, checkpoint)
+    else:
+        session.run(g.init)
+    start_epoch = int(session.run(g.epoch))
+    history = [h for h in runs.read_history(run_dir) if h["epoch"] <= start_epoch]
+    if start_epoch:
+        log(f"resuming {run_dir} after epoch {start_epoch} ({checkpoint})")
+
+    val_feeds = []
+    if has_val:
+        val_indexed = caption_tokens_to_indices(val_captions, run.vocab)
+        val_feeds = fixed_batches(g.decoder, val_embeds, val_indexed, config, config.n_validation_batches)
+    # The v1 Saver and FileWriter refuse to work in eager mode, so the loop runs inside the graph.
+    with g.graph.as_default():
+        return _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed,
+                             val_feeds, history, start_epoch, progress, log)
+
+
+def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed, val_feeds, history,
+                  start_epoch, progress, log):
+    """The epoch loop of ``train``; runs with ``g.graph`` as the default graph."""
+    has_val = bool(val_feeds)
+    best_val = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
+    writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
+    dropout = {g.decoder.dropout_rate: model_config.dropout} if model_config.dropout > 0 else {}
+
+    for epoch in range(start_epoch, config.n_epochs):
+        if config.patience and _epochs_without_improvement(history) >= config.patience:
+            log(f"early stopping: no better validation loss in {config.patience} epochs")
+            break
+        rng = np.random.default_rng([config.seed, epoch])
+        started, losses = time.time(), []
+        bar = tqdm(range(config.n_batches_per_epoch), desc=f"epoch {epoch + 1}/{config.n_epochs}",
+                   disable=not progress, leave=False)
+        for _ in bar:
+            feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng)
+            feed.update(dropout)
+            _, loss = session.run([g.train_op, g.decoder.loss], feed)
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}")
+        bar.close()
+        seconds = time.time() - started
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                  "val_loss": mean_loss(session, g.decoder, val_feeds) if has_val else None,
+                  "seconds": round(seconds, 2), "batches": len(losses)}
+
+        # Checkpoint first, then the history that describes it: a kill in between only loses a record.
+        session.run(g.set_epoch, {g.next_epoch: epoch + 1})
+        g.saver.save(session, os.path.join(run_dir, runs.CHECKPOINTS, "model"), global_step=epoch + 1,
+                     write_meta_graph=False)  # graphs are rebuilt from code
+        if has_val and record["val_loss"] < best_val:
+            best_val = record["val_loss"]
+            g.best_saver.save(session, os.path.join(run_dir, runs.BEST, "model"), write_meta_graph=False)
+        history.append(record)
+        runs.write_history(run_dir, history)
+        plot_history(history, os.path.join(run_dir, "loss.png"))
+        writer.add_summary(_scalar_summary({k: record[k] for k in ("train_loss", "val_loss") if record[k] is not None}),
+                           epoch + 1)
+        writer.flush()
+        val_text = f", val loss {record['val_loss']:.3f}" if has_val else ""
+        log(f"epoch {epoch + 1}/{config.n_epochs}: train loss {record['train_loss']:.3f}{val_text} "
+            f"({seconds:.1f} s, {100 * seconds / max(len(losses), 1):.2f} s/100 batches)")
+    writer.close()
+    session.close()
+    return history
+
+
+def _epochs_without_improvement(history):
+    vals = [h.get("val_loss") for h in history]
+    if not vals or vals[-1] is None:
+        return 0
+    best_at = int(np.argmin(vals))
+    return len(vals) - 1 - best_at
