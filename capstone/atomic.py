@@ -10,6 +10,11 @@ import json
 import os
 import tempfile
 
+# mkstemp makes files only their owner can read; a finished file should get the usual
+# permissions (0666 minus the umask), like one written with open(). Read once: os.umask sets too.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_open(path, mode="wb"):
@@ -23,6 +28,7 @@ def atomic_open(path, mode="wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

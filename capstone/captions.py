@@ -178,9 +178,9 @@ def load_coco_zip(zip_fn, zip_json_path=None):
     return fn_to_captions
 
 
-def load_csv_captions(path):
-    """Captions from a CSV with the header ``image,caption`` (one row per caption)."""
-    fn_to_captions = collections.OrderedDict()
+def read_csv_rows(path):
+    """(line number, image, caption) for each row of an ``image,caption`` CSV file."""
+    rows = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -199,9 +199,41 @@ def load_csv_captions(path):
             fn, caption = row[image_col].strip(), row[caption_col].strip()
             if not fn or not caption:
                 raise CapstoneError(f"{path}: line {line}: empty image name or caption")
-            fn_to_captions.setdefault(fn, []).append(caption)
-    if not fn_to_captions:
+            rows.append((line, fn, caption))
+    if not rows:
         raise CapstoneError(f"{path}: no captions after the header line")
+    return rows
+
+
+def load_csv_captions(path):
+    """Captions from a CSV with the header ``image,caption`` (one row per caption)."""
+    fn_to_captions = collections.OrderedDict()
+    for _, fn, caption in read_csv_rows(path):
+        fn_to_captions.setdefault(fn, []).append(caption)
+    return fn_to_captions
+
+
+def load_image_folder_captions(folder, csv_path, extensions=(".jpg", ".jpeg", ".png")):
+    """A folder of photos + its ``image,caption`` CSV (the Flickr8k layout), checked both ways.
+
+    Every CSV row must name a file in the folder and every image in the folder must have a
+    caption; otherwise the error names the CSV line or the image file.
+    """
+    if not os.path.isdir(folder):
+        raise CapstoneError(f"{folder}: image folder does not exist")
+    images = sorted(f for f in os.listdir(folder) if f.lower().endswith(tuple(extensions)))
+    if not images:
+        raise CapstoneError(f"{folder}: no image files ({', '.join(extensions)})")
+    present = set(images)
+    fn_to_captions = collections.OrderedDict()
+    for line, fn, caption in read_csv_rows(csv_path):
+        if fn not in present:
+            raise CapstoneError(f"{csv_path}: line {line}: image '{fn}' is not in {folder}")
+        fn_to_captions.setdefault(fn, []).append(caption)
+    missing = [fn for fn in images if fn not in fn_to_captions]
+    if missing:
+        raise CapstoneError(f"{os.path.join(folder, missing[0])}: no captions in {csv_path}"
+                            + (f" (and {len(missing) - 1} more images)" if len(missing) > 1 else ""))
     return fn_to_captions
 
 

@@ -117,3 +117,30 @@ def test_flickr_csv_loads_five_captions_per_image(flickr_dir):
     captions = load_captions(str(flickr_dir / "captions.csv"))
     assert len(captions) == 577
     assert all(len(c) == 5 for c in captions.values())
+
+
+def test_image_folder_with_csv_is_checked_both_ways(tmp_path):
+    from capstone.captions import load_image_folder_captions
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(b"\xff\xd8")
+    good = tmp_path / "good.csv"
+    good.write_text("image,caption\na.jpg,a cat\nb.jpg,a dog\na.jpg,the cat\n")
+    assert load_image_folder_captions(str(folder), str(good)) == {"a.jpg": ["a cat", "the cat"], "b.jpg": ["a dog"]}
+    extra = tmp_path / "extra.csv"
+    extra.write_text("image,caption\na.jpg,a cat\nb.jpg,a dog\nc.jpg,a bird\n")
+    with pytest.raises(CapstoneError, match=r"extra.csv: line 4: image 'c.jpg' is not in"):
+        load_image_folder_captions(str(folder), str(extra))
+    short = tmp_path / "short.csv"
+    short.write_text("image,caption\na.jpg,a cat\n")
+    with pytest.raises(CapstoneError, match=r"b.jpg: no captions in .*short.csv"):
+        load_image_folder_captions(str(folder), str(short))
+
+
+def test_flickr_folder_matches_its_csv(flickr_dir):
+    from capstone.captions import load_image_folder_captions
+
+    captions = load_image_folder_captions(str(flickr_dir / "images"), str(flickr_dir / "captions.csv"))
+    assert len(captions) == 577 and sum(map(len, captions.values())) == 2885
