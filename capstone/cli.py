@@ -159,7 +159,147 @@ def run_caption(args):
         print(f"{name}\t{caption}", flush=True)
 
 
+# -- embed ---------------------------------------------------------------------------------------
+
+
+def add_embed_arguments(p):
+    p.add_argument("source", help="zip file or folder of images")
+    p.add_argument("--encoder", default="efficientnet_lite0", help="inception_v3 (course) or efficientnet_lite0 (offline)")
+    p.add_argument("--weights", default="imagenet", help="imagenet, a weights file, or an http(s) URL (inception_v3)")
+    p.add_argument("--out", required=True, help="PREFIX: writes PREFIX_img_embeds.pickle and PREFIX_img_fns.pickle")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def run_embed(args):
+    from capstone.embed import embed_images, save_embeddings
+    from capstone.encoders import encoder_spec
+
+    encoder_spec(args.encoder)  # an unknown name fails before any work
+    if not os.path.exists(args.source):
+        raise CapstoneError(f"{args.source}: no such zip file or folder")
+    embeds, fns = embed_images(args.source, args.encoder, weights=args.weights, batch_size=args.batch_size)
+    for path in save_embeddings(args.out, embeds, fns):
+        print(path)
+    print(f"{len(fns)} images, {embeds.shape[1]}-d embeddings ({args.encoder})", file=sys.stderr)
+
+
+# -- split ---------------------------------------------------------------------------------------
+
+
+def add_split_arguments(p):
+    p.add_argument("prefix", help="PREFIX of PREFIX_img_embeds.pickle / PREFIX_img_fns.pickle")
+    p.add_argument("--val", type=float, default=0.15, help="fraction (or count, if >= 1) for validation")
+    p.add_argument("--test", type=float, default=0.15, help="fraction (or count, if >= 1) for test")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_split(args):
+    """PREFIX -> PREFIX_train, PREFIX_val, PREFIX_test pickles, a random split by image."""
+    import numpy as np
+
+    from capstone.embed import embeddings_paths, save_embeddings
+
+    embeds, fns = read_embeddings(*embeddings_paths(args.prefix))
+    n = len(fns)
+    sizes = [int(x) if x >= 1 else int(round(x * n)) for x in (args.val, args.test)]
+    if min(sizes) < 1 or sum(sizes) >= n:
+        raise CapstoneError(f"{args.prefix}: cannot take {sizes[0]} val + {sizes[1]} test images out of {n}")
+    order = np.random.default_rng(args.seed).permutation(n)
+    parts = {"val": order[:sizes[0]], "test": order[sizes[0]:sum(sizes)], "train": order[sum(sizes):]}
+    for name, rows in parts.items():
+        rows = np.sort(rows)
+        save_embeddings(f"{args.prefix}_{name}", embeds[rows], [fns[i] for i in rows])
+        print(f"{args.prefix}_{name}: {len(rows)} images")
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+
+def add_evaluate_arguments(p):
+    p.add_argument("run_dir", help="run directory written by 'train'")
+    p.add_argument("--images", help="zip or folder of test images (embedded with the run's encoder)")
+    p.add_argument("--embeds", help="or: precomputed test embeddings pickle")
+    p.add_argument("--fns", help="file names pickle that goes with --embeds")
+    p.add_argument("--captions", required=True, action="append", help="reference captions, as for 'train'")
+    p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy)")
+    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--baseline", metavar="TRAIN_PREFIX",
+                   help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
+    p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<images>.json)")
+
+
+def run_evaluate(args):
+    import json
+
+    from capstone.atomic import write_json
+    from capstone.captions import load_captions
+    from capstone.evaluate_run import evaluate_baseline, evaluate_model
+    from capstone.evaluation import format_scores
+    from capstone.final_model import FinalModel
+    from capstone.run_dir import load_run
+
+    if args.beam < 0:
+        raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
+    if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
+        raise CapstoneError("give --images, or --embeds and --fns")
+    fn_to_captions = {}
+    for source in args.captions:
+        fn_to_captions.update(load_captions(source))
+    run = load_run(args.run_dir)
+    if args.images:
+        from capstone.embed import embed_images
+
+        if not run.encoder:
+            raise CapstoneError(f"{args.run_dir}: config.json names no encoder; use --embeds/--fns")
+        if not os.path.exists(args.images):
+            raise CapstoneError(f"{args.images}: no such zip file or folder")
+        embeds, fns = embed_images(args.images, run.encoder)
+    else:
+        embeds, fns = read_embeddings(args.embeds, args.fns)
+    source = " + ".join(args.captions)
+    model = FinalModel.load(args.run_dir)
+    report = {"model": evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
+                                      source=source)}
+    if args.baseline:
+        from capstone.captions import captions_for_fns
+        from capstone.embed import embeddings_paths
+
+        train_embeds, train_fns = read_embeddings(*embeddings_paths(args.baseline))
+        report["nearest_neighbour"] = evaluate_baseline(
+            train_embeds, captions_for_fns(train_fns, fn_to_captions, source), embeds, fns, fn_to_captions,
+            source=source)
+    name = os.path.basename(os.path.normpath(args.images or args.embeds))
+    out = args.out or os.path.join(args.run_dir, f"metrics_{name}{'_beam%d' % args.beam if args.beam else ''}.json")
+    write_json(out, {key: value for key, value in report.items()})
+    for key, value in report.items():
+        print(f"{key:18s} {format_scores(value['scores'])}")
+    print(json.dumps(report["model"]["scores"]))
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def add_demo_arguments(p):
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="small dataset and short training (about 2 minutes)")
+
+
+def run_demo(args):
+    import json
+
+    from capstone.demo import run_demo as demo
+
+    metrics = demo(args.out, quick=args.quick, log=lambda text: print(text, flush=True))
+    print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json; "
+          f"caption your own photos: python -m capstone caption {args.out} photo.jpg)")
+    print(json.dumps({name: metrics[name] for name in ("greedy", "beam3", "nearest_neighbour")}))
+
+
 COMMANDS = {
+    "demo": (add_demo_arguments, run_demo, "the whole pipeline offline: data, embeddings, training, metrics"),
+    "embed": (add_embed_arguments, run_embed, "images (zip or folder) -> embedding pickles"),
+    "split": (add_split_arguments, run_split, "split embedding pickles into train/val/test"),
     "train": (add_train_arguments, run_train, "train the decoder on image embeddings + captions"),
     "caption": (add_caption_arguments, run_caption, "caption images or precomputed embeddings"),
+    "evaluate": (add_evaluate_arguments, run_evaluate, "BLEU/METEOR/ROUGE-L/CIDEr of a run on captioned images"),
 }

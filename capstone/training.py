@@ -205,13 +205,13 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         rng = np.random.default_rng([config.seed, epoch])
         started, losses = time.time(), []
         bar = tqdm(range(config.n_batches_per_epoch), desc=f"epoch {epoch + 1}/{config.n_epochs}",
-                   disable=not progress, leave=False)
+                   disable=not progress, leave=False, mininterval=1.0)
         for _ in bar:
             feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng)
             feed.update(dropout)
             _, loss = session.run([g.train_op, g.decoder.loss], feed)
             losses.append(float(loss))
-            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}", refresh=False)  # redrawn at mininterval
         bar.close()
         seconds = time.time() - started
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),

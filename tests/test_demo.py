@@ -1,0 +1,107 @@
+"""The main job end to end, offline: ``demo --quick``, then caption and evaluate its run directory.
+
+One quick demo (about 2 minutes on 2 cores) is shared by every test in this file.
+"""
+
+import json
+import os
+import zipfile
+
+import pytest
+
+from capstone.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("demo") / "run")
+    assert main(["demo", "--quick", "--out", out]) == 0
+    return out
+
+
+def test_demo_writes_a_complete_run_directory_with_good_metrics(demo_run):
+    for name in ("config.json", "vocab.json", "history.json", "loss.png", "examples.png", "metrics.json",
+                 "data/train_img_embeds.pickle", "data/test_img_fns.pickle", "data/captions_shapes.zip"):
+        assert os.path.getsize(os.path.join(demo_run, name)) > 0, name
+    metrics = json.load(open(os.path.join(demo_run, "metrics.json")))
+    assert metrics["test_images"] == 60
+    greedy, beam, baseline = metrics["greedy"], metrics["beam3"], metrics["nearest_neighbour"]
+    assert set(greedy) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    # the trained captioner describes the synthetic scenes well, and better than retrieval
+    assert greedy["Bleu_1"] > 0.6 and greedy["CIDEr"] > 1.2
+    assert greedy["CIDEr"] > baseline["CIDEr"]
+    assert beam["CIDEr"] > baseline["CIDEr"]
+    config = json.load(open(os.path.join(demo_run, "config.json")))
+    assert config["encoder"] == "efficientnet_lite0" and config["model"]["img_embed_size"] == 1280
+
+
+def test_demo_again_reuses_everything(demo_run, capsys):
+    before = os.path.getmtime(os.path.join(demo_run, "data", "train_img_embeds.pickle"))
+    assert main(["demo", "--quick", "--out", demo_run]) == 0
+    out = capsys.readouterr().out
+    assert "embedding shapes_train.zip" not in out  # pickles reused
+    assert os.path.getmtime(os.path.join(demo_run, "data", "train_img_embeds.pickle")) == before
+
+
+def test_caption_image_files_with_the_runs_encoder(demo_run, tmp_path, capsys):
+    test_zip = os.path.join(demo_run, "data", "shapes_test.zip")
+    with zipfile.ZipFile(test_zip) as zf:
+        member = sorted(n for n in zf.namelist() if n.endswith(".jpg"))[0]
+        image = tmp_path / os.path.basename(member)
+        image.write_bytes(zf.read(member))
+    assert main(["caption", demo_run, str(image)]) == 0
+    name, caption = capsys.readouterr().out.strip().split("\t")
+    assert name == str(image) and len(caption.split()) >= 2
+    # the same picture through the pickled embeddings gives the same caption
+    assert main(["caption", demo_run, "--embeds", os.path.join(demo_run, "data", "test_img_embeds.pickle"),
+                 "--fns", os.path.join(demo_run, "data", "test_img_fns.pickle")]) == 0
+    by_name = dict(line.split("\t") for line in capsys.readouterr().out.strip().split("\n"))
+    assert by_name[os.path.basename(member)] == caption
+    (tmp_path / "not_an_image.jpg").write_text("hello")
+    assert main(["caption", demo_run, str(tmp_path / "not_an_image.jpg")]) == 2
+    assert "not_an_image.jpg" in capsys.readouterr().err
+
+
+def test_evaluate_prints_metrics_json_last(demo_run, capsys):
+    data = os.path.join(demo_run, "data")
+    assert main(["evaluate", demo_run, "--embeds", f"{data}/test_img_embeds.pickle", "--fns",
+                 f"{data}/test_img_fns.pickle", "--captions", f"{data}/captions_shapes.zip", "--beam", "2",
+                 "--baseline", f"{data}/train"]) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    scores = json.loads(lines[-1])
+    assert list(scores) == ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"]
+    assert scores["CIDEr"] > 1.0
+    assert any(line.startswith("nearest_neighbour") for line in lines)
+    saved = json.load(open(os.path.join(demo_run, "metrics_test_img_embeds.pickle_beam2.json")))
+    assert saved["model"]["scores"] == scores
+    assert main(["evaluate", demo_run, "--embeds", f"{data}/test_img_embeds.pickle", "--fns",
+                 f"{data}/test_img_fns.pickle", "--captions", f"{data}/captions_shapes.zip", "--beam", "-1"]) == 2
+    assert "--beam must be a positive" in capsys.readouterr().err
+
+
+def test_embed_command_and_its_bad_input(demo_run, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    with zipfile.ZipFile(os.path.join(demo_run, "data", "shapes_val.zip")) as zf:
+        for member in sorted(zf.namelist())[:3]:
+            (folder / os.path.basename(member)).write_bytes(zf.read(member))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    prefix = str(tmp_path / "small")
+    assert main(["embed", str(folder), "--encoder", "efficientnet_lite0", "--out", prefix]) == 0
+    from utils import read_pickle
+
+    embeds, fns = read_pickle(prefix + "_img_embeds.pickle"), read_pickle(prefix + "_img_fns.pickle")
+    assert embeds.shape == (3, 1280) and embeds.dtype == "float32" and "broken.jpg" not in fns
+    capsys.readouterr()
+    for argv, message in [
+        (["embed", str(folder), "--encoder", "resnet", "--out", str(tmp_path / "x")], "unknown name 'resnet'"),
+        (["embed", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")], "no such zip file or folder"),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    empty_zip = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty_zip, "w") as zf:
+        zf.writestr("readme.txt", "no images here")
+    assert main(["embed", str(empty_zip), "--out", str(tmp_path / "x")]) == 2
+    assert "no files ending in" in capsys.readouterr().err
+    assert not any(p.name.startswith("x_") for p in tmp_path.iterdir())  # no partial outputs
