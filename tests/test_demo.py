@@ -35,6 +35,7 @@ def test_demo_writes_a_complete_run_directory_with_good_metrics(demo_run):
     assert config["encoder"] == "efficientnet_lite0" and config["model"]["img_embed_size"] == 1280
 
 
+@pytest.mark.slow  # re-scores the test split (three METEOR runs): ~1 minute
 def test_demo_again_reuses_everything(demo_run, capsys):
     before = os.path.getmtime(os.path.join(demo_run, "data", "train_img_embeds.pickle"))
     assert main(["demo", "--quick", "--out", demo_run]) == 0
