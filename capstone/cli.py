@@ -295,6 +295,18 @@ def run_demo(args):
     print(json.dumps({name: metrics[name] for name in ("greedy", "beam3", "nearest_neighbour")}))
 
 
+def _serve(args):
+    from capstone.serve import run_serve
+
+    return run_serve(args)
+
+
+def _add_serve(p):
+    from capstone.serve import add_serve_arguments
+
+    add_serve_arguments(p)
+
+
 COMMANDS = {
     "demo": (add_demo_arguments, run_demo, "the whole pipeline offline: data, embeddings, training, metrics"),
     "embed": (add_embed_arguments, run_embed, "images (zip or folder) -> embedding pickles"),
@@ -302,4 +314,5 @@ COMMANDS = {
     "train": (add_train_arguments, run_train, "train the decoder on image embeddings + captions"),
     "caption": (add_caption_arguments, run_caption, "caption images or precomputed embeddings"),
     "evaluate": (add_evaluate_arguments, run_evaluate, "BLEU/METEOR/ROUGE-L/CIDEr of a run on captioned images"),
+    "serve": (_add_serve, _serve, "web page + JSON API: caption images, search a folder of images by words"),
 }

@@ -106,3 +106,20 @@ def test_embed_command_and_its_bad_input(demo_run, tmp_path, capsys):
     assert main(["embed", str(empty_zip), "--out", str(tmp_path / "x")]) == 2
     assert "no files ending in" in capsys.readouterr().err
     assert not any(p.name.startswith("x_") for p in tmp_path.iterdir())  # no partial outputs
+
+
+def test_course_example_functions_caption_and_save_a_figure(demo_run, tmp_path):
+    from capstone.examples import apply_model_to_image_raw_bytes, show_valid_example
+    from capstone.final_model import FinalModel
+    from utils import read_pickle
+
+    model = FinalModel.load(demo_run, with_encoder=True)
+    data = os.path.join(demo_run, "data")
+    fns = read_pickle(os.path.join(data, "val_img_fns.pickle"))
+    out = tmp_path / "example.png"
+    caption = show_valid_example(model, os.path.join(data, "shapes_val.zip"), fns, example_idx=2, out_png=str(out))
+    assert len(caption.split()) >= 2
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with zipfile.ZipFile(os.path.join(data, "shapes_val.zip")) as zf:
+        raw = zf.read(sorted(n for n in zf.namelist() if n.endswith(".jpg"))[2])
+    assert apply_model_to_image_raw_bytes(model, raw, str(tmp_path / "again.png")) == caption
