@@ -12,6 +12,17 @@ Data flow (read the ``build_*`` docstrings top to bottom):
     (h0, c0), word_embeds      -> dynamic_rnn -> hidden_states [B, T-1, LSTM_UNITS]
     flat_hidden_states         -> token_logits_bottleneck -> token_logits -> flat_token_logits
     flat_ground_truth (all tokens but the first), flat_loss_mask (not PAD) -> loss
+
+``Decoder(fast=True)``, what training uses, computes the same loss with less work (measured one
+by one in bench/train_step.py --levers; the parts are in capstone/fast_ops.py):
+  * logits only where the ground truth is not PAD (a third of a COCO batch is padding);
+  * the LSTM only over each caption's real tokens (``packed_lstm``: captions sorted by length, the
+    batch shrinks as they end), with a hand-written backward pass whose recurrent-kernel gradient
+    is one matmul after the loop instead of one small matmul per step;
+  * the gradient of logits + cross-entropy by hand, without building an [N, vocab] one-hot, and a
+    dense gradient for the word embeddings (one fused Adam update).
+tests/test_decoder.py and tests/test_fast_decoder.py check that its losses and gradients are the
+course graph's.
 """
 
 import types
@@ -19,7 +30,9 @@ import types
 import tensorflow as tf
 
 from capstone.config import ModelConfig
-from capstone.layers import Dense, Embedding, LSTMCell, LSTMState, ProjectedInputLSTM
+from capstone.fast_ops import (dense_softmax_cross_entropy, lookup_with_dense_gradient, pack_by_length,
+                               packed_lstm)
+from capstone.layers import Dense, Embedding, LSTMCell, LSTMState
 
 v1 = tf.compat.v1
 
@@ -51,9 +64,10 @@ class Decoder:
       vocab_size: number of tokens, specials included.
       pad_idx: index of PAD; positions whose ground truth is PAD do not count in the loss.
       config: a ModelConfig (sizes, dropout).
-      fast: same maths, fewer FLOPs (see ``build_rnn`` and ``build_logits``). With fast=True the
-        flat_* tensors hold only non-PAD positions, so their first dimension is the number of
-        real tokens rather than batch * (time - 1).
+      fast: same maths, less work (see ``build_rnn``, ``build_logits`` and ``build_loss``). With
+        fast=True flat_token_logits, flat_ground_truth and flat_loss_mask hold only non-PAD
+        positions, so their first dimension is the number of real tokens rather than
+        batch * (time - 1), in time-major order (all first words, then all second words, ...).
     """
 
     def __init__(self, vocab_size, pad_idx, config=None, fast=False):
@@ -98,46 +112,76 @@ class Decoder:
         Outputs: word_embeds [B, T-1, WORD_EMBED]: every token but the last is an input, since
           the last one has no next token to predict.
         """
-        self.word_embeds = self._dropout(self.word_embed(self.sentences[:, :-1]))
+        inputs = self.sentences[:, :-1]
+        word_embeds = lookup_with_dense_gradient(self.word_embed, inputs) if self.fast else self.word_embed(inputs)
+        self.word_embeds = self._dropout(word_embeds)
 
     def build_rnn(self):
         """Inputs: word_embeds, h0, c0.
         Outputs: hidden_states [B, T-1, LSTM_UNITS], flat_hidden_states [B*(T-1), LSTM_UNITS].
 
-        fast: x @ input_kernel for all time steps is one big matmul before the loop, so each
-        step of the recurrence multiplies only h @ recurrent_kernel.
+        fast: the LSTM runs only up to each caption's last real target (``packed_lstm``), and
+        also outputs packing (where each computed position is) and packed_hidden_states [P,
+        LSTM_UNITS], one row per computed position; the loss reads those. hidden_states is then
+        zero after a caption's end, and computed only if fetched.
         """
         self.lstm.build(self.config.word_embed_size)  # variables must exist before the while loop
         initial_state = LSTMState(c=self.c0, h=self.h0)
         if self.fast:
-            cell, inputs = ProjectedInputLSTM(self.lstm), self.lstm.project_inputs(self.word_embeds)
+            targets = self.sentences[:, 1:]                                          # [B, T-1]
+            self.packing = pack_by_length(tf.not_equal(targets, self.pad_idx))
+            packed_words = tf.gather_nd(self.word_embeds, self.packing.positions)  # [P, WORD_EMBED]
+            packed_inputs = self.lstm.project_inputs(packed_words)                  # [P, 4 * LSTM_UNITS]
+            sorted_state = LSTMState(*(tf.gather(s, self.packing.order) for s in initial_state))
+            self.packed_hidden_states = packed_lstm(self.lstm, packed_inputs, self.packing.rows_per_step,
+                                                    sorted_state)                  # [P, LSTM_UNITS]
+            self.hidden_states = tf.scatter_nd(
+                self.packing.positions, self.packed_hidden_states,
+                tf.concat([tf.shape(targets), [self.config.lstm_units]], 0))
         else:
-            cell, inputs = self.lstm, self.word_embeds
-        self.hidden_states, _ = v1.nn.dynamic_rnn(cell, inputs, initial_state=initial_state, scope="rnn")
+            self.hidden_states, _ = v1.nn.dynamic_rnn(self.lstm, self.word_embeds, initial_state=initial_state,
+                                                      scope="rnn")
         self.flat_hidden_states = tf.reshape(self.hidden_states, [-1, self.config.lstm_units])
 
     def build_logits(self):
-        """Inputs: flat_hidden_states, sentences.
+        """Inputs: flat_hidden_states (fast: packed_hidden_states), sentences.
         Outputs: flat_ground_truth [B*(T-1)] (all tokens but the first), flat_loss_mask (1.0 where
           the ground truth is not PAD), flat_token_logits [B*(T-1), vocab_size].
 
         fast: PAD positions never reach the loss, so their logits (the biggest matmul of the
-        model: LOGIT_BOTTLENECK x vocab_size per position) are not computed at all.
+        model: LOGIT_BOTTLENECK x vocab_size per position) are not computed at all; also outputs
+        logits_bottleneck [N, LOGIT_BOTTLENECK], where the loss starts.
         """
         self.flat_ground_truth = tf.reshape(self.sentences[:, 1:], [-1])
         self.flat_loss_mask = tf.cast(tf.not_equal(self.flat_ground_truth, self.pad_idx), tf.float32)
-        hidden = self.flat_hidden_states
-        if self.fast:
-            real = tf.reshape(tf.where(self.flat_loss_mask > 0), [-1])  # indices of non-PAD positions
-            hidden = tf.gather(hidden, real)
-            self.flat_ground_truth = tf.gather(self.flat_ground_truth, real)
-            self.flat_loss_mask = tf.gather(self.flat_loss_mask, real)
-        self.flat_token_logits = self.token_logits(self.token_logits_bottleneck(self._dropout(hidden)))
+        if not self.fast:
+            bottleneck = self.token_logits_bottleneck(self._dropout(self.flat_hidden_states))
+            self.flat_token_logits = self.token_logits(bottleneck)
+            return
+        # Packed positions stop at each caption's last real target; a PAD inside a caption
+        # (never made by batch_captions_to_matrix) is dropped here.
+        ground_truth = tf.gather_nd(self.sentences[:, 1:], self.packing.positions)   # [P]
+        real = tf.reshape(tf.where(tf.not_equal(ground_truth, self.pad_idx)), [-1])
+        self.flat_ground_truth = tf.gather(ground_truth, real)                       # [N]
+        self.flat_loss_mask = tf.ones_like(self.flat_ground_truth, tf.float32)
+        hidden = tf.gather(self.packed_hidden_states, real)                          # [N, LSTM_UNITS]
+        self.logits_bottleneck = self.token_logits_bottleneck(self._dropout(hidden))  # [N, LOGIT_BOTTLENECK]
+        self.token_logits.build(self.config.logit_bottleneck)
+        # the loss recomputes these inside dense_softmax_cross_entropy; this is the course's tensor
+        self.flat_token_logits = tf.nn.bias_add(tf.matmul(self.logits_bottleneck, self.token_logits.kernel),
+                                                self.token_logits.bias)              # [N, vocab]
 
     def build_loss(self):
-        """Inputs: flat_token_logits, flat_ground_truth, flat_loss_mask.
+        """Inputs: flat_token_logits (fast: logits_bottleneck), flat_ground_truth, flat_loss_mask.
         Outputs: loss [], the mean cross-entropy over non-PAD positions.
+
+        fast: the logits and their cross-entropy in one function with a hand-written gradient
+        (``dense_softmax_cross_entropy``).
         """
-        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=self.flat_ground_truth, logits=self.flat_token_logits)
+        if self.fast:
+            xent = dense_softmax_cross_entropy(self.logits_bottleneck, self.token_logits.kernel,
+                                               self.token_logits.bias, self.flat_ground_truth)
+        else:
+            xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.flat_ground_truth,
+                                                                  logits=self.flat_token_logits)
         self.loss = tf.reduce_sum(xent * self.flat_loss_mask) / tf.maximum(tf.reduce_sum(self.flat_loss_mask), 1.0)

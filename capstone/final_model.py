@@ -6,6 +6,11 @@ Here the state is *fed* and *returned*: ``init_lstm`` computes it from the image
 takes (current_word, lstm_c, lstm_h) and returns (probabilities, new c, new h). Nothing in the
 graph changes while captioning, so one model serves any number of threads.
 
+Captioning a batch runs inside the graph (``capstone.graph_decoding``): ``greedy_tokens`` and
+``beam_tokens`` are built once, and ``captions``/``beam_captions`` make one Session.run per batch.
+The Python loops over ``one_step`` stay as the readable reference (``sample_tokens_stepwise`` and
+``capstone.beam_search``) and give the same tokens.
+
 Two inputs are possible, chosen when the model is built:
 * ``img_embeds`` [B, IMG_EMBED]: precomputed CNN embeddings (the course's pickles);
 * ``input_images`` [B, S, S, 3]: raw RGB pixels in [0, 255]; a frozen CNN encoder
@@ -20,6 +25,7 @@ from capstone.beam_search import beam_search
 from capstone.captions import END, PAD, START, indices_to_caption
 from capstone.decoder import SCOPE, make_layers
 from capstone.errors import CapstoneError
+from capstone.graph_decoding import beam_decode, greedy_decode, next_word_probs
 from capstone.layers import LSTMState
 from capstone.tf_session import make_session
 
@@ -47,7 +53,9 @@ class FinalModel:
             with v1.variable_scope(SCOPE):
                 self.layers = make_layers(len(self.vocab), self.config)
                 self.build_init_lstm()
-                self.build_one_step()
+                self.build_one_step()  # creates the variables the decoding loops below reuse
+                self.build_greedy_decoder()
+                self.build_beam_decoder()
             saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
         self.graph.finalize()  # nothing may add ops later: that is what makes sharing across threads safe
         self.session = make_session(self.graph)
@@ -103,11 +111,28 @@ class FinalModel:
         self.current_word = v1.placeholder(tf.int32, [None], name="current_word")
         self.lstm_c = v1.placeholder(tf.float32, [None, units], name="lstm_c")
         self.lstm_h = v1.placeholder(tf.float32, [None, units], name="lstm_h")
-        word_embed = self.layers.word_embed(self.current_word)                     # [B, WORD_EMBED]
-        new_h, new_state = self.layers.lstm(word_embed, LSTMState(self.lstm_c, self.lstm_h))
-        new_logits = self.layers.token_logits(self.layers.token_logits_bottleneck(new_h))  # [B, vocab]
-        self.new_probs = tf.nn.softmax(new_logits)
+        self.new_probs, new_state = next_word_probs(                                # [B, vocab]
+            self.layers, self.current_word, LSTMState(self.lstm_c, self.lstm_h))
         self.one_step = (self.new_probs, new_state.c, new_state.h)
+
+    def build_greedy_decoder(self):
+        """Inputs: init_lstm; max_len [] int32 (fed, default 20).
+        Outputs: greedy_tokens = (tokens [B, steps] int32, lengths [B] int32), see
+          ``capstone.graph_decoding.greedy_decode``.
+        """
+        self.max_len = v1.placeholder_with_default(20, [], name="max_len")
+        self.greedy_tokens = greedy_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START],
+                                           self.vocab[END], self.banned_tokens, self.max_len)
+
+    def build_beam_decoder(self):
+        """Inputs: init_lstm, max_len; beam_size [] int32 (default 3), length_alpha [] float64 (default 1).
+        Outputs: beam_tokens = (tokens [B, K, max_len], lengths [B, K], scores [B, K]), see
+          ``capstone.graph_decoding.beam_decode``.
+        """
+        self.beam_size = v1.placeholder_with_default(3, [], name="beam_size")
+        self.length_alpha = v1.placeholder_with_default(tf.constant(1.0, tf.float64), [], name="length_alpha")
+        self.beam_tokens = beam_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START], self.vocab[END],
+                                       self.banned_tokens, self.beam_size, self.max_len, self.length_alpha)
 
     # -- running it ----------------------------------------------------------------------------
 
@@ -141,9 +166,29 @@ class FinalModel:
         return [self.vocab[PAD], self.vocab[START]]
 
     def sample_tokens(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
-        """Greedy (or temperature-sampled) token ids for a batch, one Session.run per word for all rows.
+        """Greedy (or temperature-sampled) token ids for a batch.
 
         Returns a list of index lists without START; each ends at END or after max_len words.
+        Greedy decoding is one Session.run for the whole batch (the temperature cannot change
+        which word is the most probable); sampling draws from ``rng`` word by word in Python.
+        """
+        if t <= 0:
+            raise CapstoneError(f"temperature must be > 0, got {t}")
+        if sample:
+            return self.sample_tokens_stepwise(images, embeddings, t, sample, max_len, rng)
+        feed = self._input_feed(images, embeddings)
+        max_len = _check_max_len(max_len)
+        rows = len(next(iter(feed.values())))
+        if rows == 0 or max_len == 0:
+            return [[] for _ in range(rows)]
+        feed[self.max_len] = max_len
+        tokens, lengths = self.session.run(self.greedy_tokens, feed)
+        return [row[:n].tolist() for row, n in zip(tokens, lengths)]
+
+    def sample_tokens_stepwise(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
+        """``sample_tokens`` as a Python loop: one Session.run of ``one_step`` per word, all rows at once.
+
+        The readable reference for the in-graph greedy decoder, and the sampler.
         """
         if t <= 0:
             raise CapstoneError(f"temperature must be > 0, got {t}")
@@ -178,17 +223,46 @@ class FinalModel:
 
     def beam_captions(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
         """For each image, the ``beam_size`` best (caption text, score) pairs, best first."""
+        return [[(indices_to_caption(tokens, self.inverse_vocab), score) for tokens, score in found]
+                for found in self.beam_search_tokens(images, embeddings, beam_size, max_len, length_alpha)]
+
+    def beam_search_tokens(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
+        """For each image, the ``beam_size`` best (token ids without START/END, score), best first.
+
+        One Session.run for the whole batch (``beam_tokens``).
+        """
+        _check_beam_size(beam_size)
+        feed = self._input_feed(images, embeddings)
+        rows = len(next(iter(feed.values())))
+        if rows == 0:
+            return []
+        feed.update({self.beam_size: int(beam_size), self.max_len: _check_max_len(max_len),
+                     self.length_alpha: float(length_alpha)})
+        tokens, lengths, scores = self.session.run(self.beam_tokens, feed)
+        return [[(tokens[b, k, :lengths[b, k]].tolist(), float(scores[b, k]))
+                 for k in range(scores.shape[1]) if np.isfinite(scores[b, k])] for b in range(rows)]
+
+    def beam_search_tokens_stepwise(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
+        """``beam_search_tokens`` with the numpy ``beam_search``: one Session.run per word per image."""
         c, h = self.initial_state(images, embeddings)
-        results = []
-        for row in range(len(c)):
-            found = beam_search(self.step, (c[row:row + 1], h[row:row + 1]), self.vocab[START], self.vocab[END],
-                                beam_size=beam_size, max_len=max_len, length_alpha=length_alpha,
-                                banned=self.banned_tokens)
-            results.append([(indices_to_caption(tokens, self.inverse_vocab), score) for tokens, score in found])
-        return results
+        return [beam_search(self.step, (c[row:row + 1], h[row:row + 1]), self.vocab[START], self.vocab[END],
+                            beam_size=beam_size, max_len=max_len, length_alpha=length_alpha,
+                            banned=self.banned_tokens)
+                for row in range(len(c))]
 
     def close(self):
         self.session.close()
+
+
+def _check_max_len(max_len):
+    if not isinstance(max_len, (int, np.integer)) or max_len < 0:
+        raise CapstoneError(f"max_len must be a non-negative integer, got {max_len!r}")
+    return int(max_len)
+
+
+def _check_beam_size(beam_size):
+    if not isinstance(beam_size, (int, np.integer)) or isinstance(beam_size, bool) or beam_size <= 0:
+        raise CapstoneError(f"beam size must be a positive integer, got {beam_size!r}")
 
 
 def generate_caption(model, image=None, t=1, sample=False, max_len=20, embedding=None, rng=None):

@@ -145,28 +145,3 @@ class LSTMCell:
             self.build(int(inputs.shape[-1]))
         projected = tf.matmul(inputs, self.input_kernel) + self.bias
         return self.step_from_projected(projected, state)
-
-
-class ProjectedInputLSTM:
-    """The same cell for inputs already multiplied by ``input_kernel`` (see ``LSTMCell.project_inputs``).
-
-    Lets dynamic_rnn run the recurrence over [batch, time, 4 * units] precomputed gate inputs,
-    so the per-step work is only the h @ recurrent_kernel matmul.
-    """
-
-    def __init__(self, cell):
-        self.cell = cell
-
-    @property
-    def state_size(self):
-        return self.cell.state_size
-
-    @property
-    def output_size(self):
-        return self.cell.output_size
-
-    def zero_state(self, batch_size, dtype=tf.float32):
-        return self.cell.zero_state(batch_size, dtype)
-
-    def __call__(self, projected, state, scope=None):
-        return self.cell.step_from_projected(projected, state)

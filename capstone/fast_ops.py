@@ -1,0 +1,175 @@
+"""The parts of ``Decoder(fast=True)``'s graph that the course graph does not have.
+
+Each computes exactly what the course's ops compute (tests/test_fast_decoder.py checks values and
+gradients against ``Decoder(fast=False)``), with less work; bench/PERFORMANCE.md says how much
+each one gives. They are custom gradients: the forward pass is plain TensorFlow, the backward
+pass is written out so that it can skip work automatic differentiation would do.
+"""
+
+import collections
+
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+Packing = collections.namedtuple("Packing", ["order", "positions", "rows_per_step"])
+
+
+def pack_by_length(real):
+    """Where the LSTM must run: every caption up to its last real target, longest captions first.
+
+    real [B, T] bool (ground truth is not PAD) -> Packing:
+      order [B]: rows sorted by length, longest first;
+      positions [P, 2] int32: (row, time) of each computed position, time-major: all rows' step 0
+        (in ``order``), then step 1, ... At step t the first rows_per_step[t] sorted rows run;
+      rows_per_step [steps] int32, never increasing.
+    [[1, 1, 0], [1, 1, 1]] -> order [1, 0], positions [(1,0), (0,0), (1,1), (0,1), (1,2)], rows_per_step [2, 2, 1].
+    """
+    time = tf.shape(real)[1]
+    lengths = tf.reduce_max(tf.cast(real, tf.int32) * (tf.range(time) + 1)[None], axis=1)  # [B] last real + 1
+    order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+    sorted_lengths = tf.gather(lengths, order)
+    steps = tf.maximum(tf.reduce_max(tf.concat([sorted_lengths, [0]], 0)), 1)  # one (empty) step if none
+    running = tf.range(steps)[:, None] < sorted_lengths[None, :]                   # [steps, B] (sorted rows)
+    step_and_rank = tf.cast(tf.where(running), tf.int32)                           # [P, 2] time-major
+    positions = tf.stack([tf.gather(order, step_and_rank[:, 1]), step_and_rank[:, 0]], axis=1)
+    return Packing(order, positions, tf.reduce_sum(tf.cast(running, tf.int32), axis=1))
+
+
+def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
+    """The LSTM over packed captions, with a hand-written backward pass.
+
+    Reads packed_inputs [P, 4U] (``cell.project_inputs`` of the packed word vectors),
+    rows_per_step [steps] and initial_state LSTMState([B, U] x 2), rows in the packing's order.
+    Returns packed hidden states [P, U]: at step t the first rows_per_step[t] rows take one step,
+    the others have ended (their later positions are PAD and never reach the loss).
+
+    The maths is ``LSTMCell``'s. Automatic differentiation of a while loop would compute the
+    recurrent kernel's gradient as one small matmul per step and keep a stack of every
+    intermediate; here the backward loop only carries (dh, dc) and collects each step's gate
+    gradients, and the kernel's gradient is h_prev^T @ gate gradients, one matmul for all steps.
+    """
+    units = cell.num_units
+    steps = tf.shape(rows_per_step)[0]
+    starts = tf.cumsum(rows_per_step, exclusive=True)  # first packed row of each step
+
+    def rows_of(packed, t):
+        """The rows of step t of a packed [P, width] tensor: [rows_per_step[t], width]."""
+        return tf.slice(packed, [starts[t], 0], [rows_per_step[t], -1])
+
+    def collect(width):
+        return tf.TensorArray(tf.float32, size=steps, element_shape=tf.TensorShape([None, width]), infer_shape=False)
+
+    rows_of_units = tf.TensorShape([None, units])
+
+    @tf.custom_gradient
+    def lstm(inputs, c0, h0, recurrent_kernel):
+        def forward(t, c, h, outputs):
+            n = rows_per_step[t]
+            c, h = c[:n], h[:n]                                          # the captions still running
+            gates = rows_of(inputs, t) + tf.matmul(h, recurrent_kernel)  # [n, 4U]
+            i, j, f, o = tf.split(gates, 4, axis=1)
+            i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + cell.forget_bias), tf.sigmoid(o)
+            new_c = f * c + i * j
+            new_h = o * tf.tanh(new_c)
+            # what the backward pass needs: gate activations, the new c, the state before the step
+            kept = tf.concat([i, j, f, o, new_c, c, h, new_h], axis=1)  # [n, 8U]
+            return t + 1, new_c, new_h, outputs.write(t, kept)
+
+        _, _, _, outputs = v1.while_loop(
+            lambda t, *_: t < steps, forward, (tf.constant(0), c0, h0, collect(8 * units)),
+            shape_invariants=(tf.TensorShape([]), rows_of_units, rows_of_units, tf.TensorShape(None)),
+            name="packed_lstm")
+        kept = outputs.concat()                                          # [P, 8U]
+        hidden = kept[:, 7 * units:]                                     # [P, U]
+
+        def backward(d_hidden):
+            # The loss gathers rows of ``hidden``, so d_hidden may come as IndexedSlices; made dense
+            # here it is converted once, not once per step inside the loop.
+            d_hidden = tf.convert_to_tensor(d_hidden)                    # [P, U]
+
+            def step_back(t, dh_next, dc_next, gate_grads):
+                n, start = rows_per_step[t], starts[t]
+                more = [[0, n - tf.shape(dh_next)[0]], [0, 0]]          # captions that end at step t join
+                i, j, f, o, c, c_prev, _, _ = tf.split(rows_of(kept, t), 8, axis=1)
+                dh = tf.slice(d_hidden, [start, 0], [n, -1]) + tf.pad(dh_next, more)
+                tanh_c = tf.tanh(c)
+                dc = tf.pad(dc_next, more) + dh * o * (1 - tanh_c * tanh_c)
+                d_gates = tf.concat([dc * j * i * (1 - i), dc * i * (1 - j * j),   # [n, 4U], pre-activation
+                                     dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o)], axis=1)
+                dh_prev = tf.matmul(d_gates, recurrent_kernel, transpose_b=True)
+                return t - 1, dh_prev, dc * f, gate_grads.write(t, d_gates)
+
+            nothing = tf.zeros([0, units])
+            _, dh0, dc0, gate_grads = v1.while_loop(
+                lambda t, *_: t >= 0, step_back, (steps - 1, nothing, nothing, collect(4 * units)),
+                shape_invariants=(tf.TensorShape([]), rows_of_units, rows_of_units, tf.TensorShape(None)),
+                name="packed_lstm_grad")
+            gate_grads = gate_grads.concat()                             # [P, 4U]
+            d_kernel = tf.matmul(kept[:, 6 * units:7 * units], gate_grads, transpose_a=True)  # [U, 4U]
+            never_ran = [[0, tf.shape(h0)[0] - tf.shape(dh0)[0]], [0, 0]]  # empty captions: no gradient
+            return gate_grads, tf.pad(dc0, never_ran), tf.pad(dh0, never_ran), d_kernel
+
+        return hidden, backward
+
+    return lstm(packed_inputs, initial_state.c, initial_state.h, tf.convert_to_tensor(cell.recurrent_kernel))
+
+
+def lookup_with_dense_gradient(embedding, ids):
+    """``embedding(ids)`` whose gradient for the table is a dense [vocab, EMBED] tensor.
+
+    A lookup's gradient is normally IndexedSlices (only the rows used), and TF1's Adam then updates
+    the table with about ten ops that each still sweep the whole table; with a dense gradient it is
+    one fused ApplyAdam kernel. Same numbers: Adam decays the moments of unused rows either way.
+    """
+    if embedding.embeddings is None:
+        embedding.build()
+    vocab_size, embed_size = embedding.vocab_size, embedding.embed_size
+
+    @tf.custom_gradient
+    def lookup(table):
+        def gradient(d_vectors):
+            flat = tf.reshape(d_vectors, [-1, embed_size])                   # [ids, EMBED]
+            return tf.math.unsorted_segment_sum(flat, tf.reshape(ids, [-1]), vocab_size)
+
+        return tf.gather(table, ids), gradient
+
+    return lookup(tf.convert_to_tensor(embedding.embeddings))
+
+
+def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
+    """Cross-entropy of softmax(inputs @ kernel + bias) at labels, with a hand-written gradient.
+
+    inputs [N, K], kernel [K, vocab], bias [vocab], labels [N] int -> [N] cross-entropies, the
+    numbers of ``tf.nn.sparse_softmax_cross_entropy_with_logits`` on those logits.
+
+    Why by hand: the logits gradient is softmax - one_hot, an [N, vocab] matrix, the biggest of a
+    training step. TensorFlow builds it with a one-hot subtraction pass; here only softmax * d is
+    built and the one-hot part, which touches one entry per row, is applied to the small gradients
+    of inputs, kernel and bias instead (a gather and two segment sums).
+    """
+    labels = tf.cast(labels, tf.int32)
+    vocab_size = tf.shape(bias)[0]
+
+    @tf.custom_gradient
+    def cross_entropy(inputs, kernel, bias):
+        logits = tf.nn.bias_add(tf.matmul(inputs, kernel), bias)      # [N, vocab]
+        top = tf.reduce_max(logits, axis=1, keepdims=True)             # [N, 1], for stable exponentials
+        exps = tf.exp(logits - top)                                    # [N, vocab]
+        sums = tf.reduce_sum(exps, axis=1, keepdims=True)              # [N, 1]
+        label_logits = tf.gather_nd(logits, tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1))
+        xent = tf.squeeze(tf.math.log(sums) + top, 1) - label_logits   # log-sum-exp - the label's logit
+
+        def gradient(d_xent):
+            d_logits = exps * (d_xent[:, None] / sums)                 # softmax * d, [N, vocab]
+            d_label = d_xent[:, None] * inputs                         # the one-hot part, row by row: [N, K]
+            d_inputs = (tf.matmul(d_logits, kernel, transpose_b=True)
+                        - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1)))
+            d_kernel = (tf.matmul(inputs, d_logits, transpose_a=True)
+                        - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size)))
+            d_bias = tf.reduce_sum(d_logits, axis=0) - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
+            return d_inputs, d_kernel, d_bias
+
+        return xent, gradient
+
+    return cross_entropy(inputs, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))

@@ -1,0 +1,121 @@
+"""Decoder(fast=True) computes the course graph's loss and gradients, whatever the batch looks like."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from capstone.config import ModelConfig
+from capstone.decoder import Decoder
+from capstone.fast_ops import dense_softmax_cross_entropy, pack_by_length
+
+v1 = tf.compat.v1
+CONFIG = ModelConfig(img_embed_size=24, img_embed_bottleneck=16, word_embed_size=12, lstm_units=20, logit_bottleneck=10)
+VOCAB_SIZE, PAD_IDX = 97, 0
+
+
+@pytest.fixture(scope="module")
+def both():
+    """(course decoder, fast decoder, session): one graph, the same variables."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(2)
+        course = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG, fast=False)
+        with v1.variable_scope(v1.get_variable_scope(), reuse=True):
+            fast = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG, fast=True)
+        variables = v1.trainable_variables()
+        for decoder in (course, fast):  # the embedding's gradient is IndexedSlices: made dense to compare
+            decoder.gradients = [tf.convert_to_tensor(g) for g in tf.gradients(decoder.loss, variables)]
+        session = v1.Session(graph=graph)
+        session.run(v1.global_variables_initializer())
+    assert len(variables) == 12  # shared, not duplicated
+    return course, fast, session
+
+
+def sentences_with_lengths(lengths, width, seed=0):
+    """[len(lengths), width] ids: START-like token, lengths[i] - 1 words, then PAD."""
+    rng = np.random.default_rng(seed)
+    sentences = np.full((len(lengths), width), PAD_IDX, dtype=np.int32)
+    for row, length in enumerate(lengths):
+        sentences[row, :length] = rng.integers(1, VOCAB_SIZE, length)
+    return sentences
+
+
+def compare(both, sentences, seed=0):
+    course, fast, session = both
+    embeds = np.random.default_rng(seed).random((len(sentences), CONFIG.img_embed_size), dtype=np.float32)
+    results = [session.run([d.loss, d.gradients],
+                           {d.img_embeds: embeds, d.sentences: sentences}) for d in (course, fast)]
+    (course_loss, course_grads), (fast_loss, fast_grads) = results
+    assert fast_loss == pytest.approx(course_loss, abs=1e-5)
+    for expected, got in zip(course_grads, fast_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    return course_loss, course_grads
+
+
+@pytest.mark.parametrize("lengths", [
+    [20, 3, 11, 20, 7, 2, 15, 9],   # captions of many lengths, as batch_captions_to_matrix makes them
+    [6, 6, 6],                      # no padding at all
+    [2],                            # one caption of one word
+    [9, 1, 4],                      # a row with no target at all (START alone)
+])
+def test_loss_and_every_gradient_equal_the_course_graph(both, lengths):
+    loss, gradients = compare(both, sentences_with_lengths(lengths, max(lengths)))
+    if max(lengths) > 1:
+        assert loss > 0 and all(np.abs(g).sum() > 0 for g in gradients)
+
+
+def test_pad_inside_a_caption_is_skipped_like_the_course_mask(both):
+    sentences = sentences_with_lengths([12, 8, 10], 12, seed=3)
+    sentences[0, 4] = sentences[1, 2] = PAD_IDX  # never produced by batch_captions_to_matrix, still handled
+    compare(both, sentences)
+
+
+def test_batch_without_any_target_gives_zero_loss(both):
+    loss, gradients = compare(both, sentences_with_lengths([1, 1], 3))
+    assert loss == 0 and all(np.abs(g).sum() == 0 for g in gradients)
+
+
+def test_fast_hidden_states_are_the_course_ones_up_to_each_caption_end(both):
+    course, fast, session = both
+    sentences = sentences_with_lengths([7, 3, 5], 7, seed=1)
+    embeds = np.random.default_rng(1).random((3, CONFIG.img_embed_size), dtype=np.float32)
+    feed = {d.img_embeds: embeds for d in (course, fast)}
+    feed.update({d.sentences: sentences for d in (course, fast)})
+    expected, got, flat = session.run([course.hidden_states, fast.hidden_states, fast.flat_hidden_states], feed)
+    assert got.shape == expected.shape == (3, 6, CONFIG.lstm_units) and flat.shape == (18, CONFIG.lstm_units)
+    for row, length in enumerate([7, 3, 5]):
+        np.testing.assert_allclose(got[row, :length - 1], expected[row, :length - 1], atol=1e-6)
+        assert not got[row, length - 1:].any()  # after the last target nothing is computed
+
+
+def test_pack_by_length_docstring_example():
+    graph = tf.Graph()
+    with graph.as_default():
+        packing = pack_by_length(tf.constant([[True, True, False], [True, True, True]]))
+        with v1.Session(graph=graph) as session:
+            order, positions, rows_per_step = session.run(packing)
+    assert order.tolist() == [1, 0]
+    assert positions.tolist() == [[1, 0], [0, 0], [1, 1], [0, 1], [1, 2]]
+    assert rows_per_step.tolist() == [2, 2, 1]
+
+
+def test_hand_written_cross_entropy_equals_tensorflows():
+    rng = np.random.default_rng(0)
+    inputs_value = rng.normal(scale=3.0, size=(50, 12)).astype(np.float32)
+    kernel_value = rng.normal(scale=3.0, size=(12, 400)).astype(np.float32)  # large logits: needs the max shift
+    bias_value = rng.normal(size=400).astype(np.float32)
+    labels_value = np.concatenate([rng.integers(0, 400, 45), [7, 7, 7, 3, 3]])  # repeated labels add up
+    weights_value = rng.random(50).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs, kernel, bias = (tf.constant(x) for x in (inputs_value, kernel_value, bias_value))
+        ours = dense_softmax_cross_entropy(inputs, kernel, bias, labels_value)
+        theirs = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels_value,
+                                                                logits=tf.matmul(inputs, kernel) + bias)
+        grads = [tf.gradients(tf.reduce_sum(x * weights_value), [inputs, kernel, bias]) for x in (ours, theirs)]
+        with v1.Session(graph=graph) as session:
+            ours, theirs, (our_grads, their_grads) = session.run([ours, theirs, grads])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+    assert np.all(np.isfinite(ours)) and ours.max() > 50
+    for got, expected in zip(our_grads, their_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
