@@ -71,15 +71,15 @@ def read_images(source, fns):
 
 def plot_examples(images, generated, references, path, columns=4):
     """A PNG grid: each image with its generated caption (bold) and one reference caption."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import textwrap
+
+    from matplotlib.figure import Figure  # not pyplot: a file, whatever backend a notebook uses
 
     from capstone.atomic import atomic_open
 
     rows = int(np.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 5.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4 * columns, 5.2 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption, refs in zip(axes.ravel(), images, generated, references):
@@ -90,6 +90,5 @@ def plot_examples(images, generated, references, path, columns=4):
     fig.tight_layout(h_pad=3.0)  # room under each image for its reference caption
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
     with atomic_open(path, "wb") as f:
         f.write(buffer.getvalue())

@@ -120,12 +120,12 @@ def prepare_run(run_dir, train_captions, model_config, training_config, encoder)
 
 def plot_history(history, path):
     """Train and validation loss per epoch as a PNG (written atomically)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot: drawing a file never touches the backend a notebook has chosen.
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     if any(h.get("val_loss") is not None for h in history):
         ax.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation")
@@ -136,7 +136,6 @@ def plot_history(history, path):
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
 
 
 def _scalar_summary(values):
