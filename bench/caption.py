@@ -31,15 +31,16 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # synthetic.untrained_run
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from capstone import run_dir as runs  # noqa: E402
-from capstone.captions import END, PAD, SPECIAL_TOKENS, START  # noqa: E402
-from capstone.config import ModelConfig, TrainingConfig  # noqa: E402
-from capstone.decoder import SCOPE, Decoder  # noqa: E402
+from capstone.captions import END, START  # noqa: E402
+from capstone.config import ModelConfig  # noqa: E402
+from capstone.decoder import SCOPE  # noqa: E402
 from capstone.final_model import FinalModel  # noqa: E402
+from synthetic import untrained_run  # noqa: E402
 
 v1 = tf.compat.v1
 VOCAB_SIZE = 8769  # the course's COCO vocabulary (min_count 5)
@@ -53,22 +54,6 @@ def parse_args():
     parser.add_argument("--max-len", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the best counts")
     return parser.parse_args()
-
-
-def untrained_run(path, config):
-    """A run directory with a randomly initialised course-sized decoder; returns its path."""
-    words = [f"w{i}" for i in range(VOCAB_SIZE - len(SPECIAL_TOKENS))]
-    vocab = {token: index for index, token in enumerate(list(SPECIAL_TOKENS) + words)}
-    runs.save_run(runs.Run(path, vocab, config, TrainingConfig()))
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(0)
-        Decoder(VOCAB_SIZE, vocab[PAD], config)
-        saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            saver.save(session, os.path.join(path, runs.CHECKPOINTS, "model"), global_step=0, write_meta_graph=False)
-    return path
 
 
 def decoder_weights(model):
@@ -148,7 +133,7 @@ def main():
     embeds = np.random.default_rng(0).random((args.images, config.img_embed_size), dtype=np.float32)
     peer_embeds, beam_embeds = embeds[:args.peer_images], embeds[:args.beam_images]
     with tempfile.TemporaryDirectory() as tmp:
-        model = FinalModel.load(untrained_run(tmp, config))
+        model = FinalModel.load(untrained_run(tmp, VOCAB_SIZE, config, seed=0))
     start, end, banned = model.vocab[START], model.vocab[END], model.banned_tokens
     step_model = keras_step_model(decoder_weights(model), config)
     max_len = args.max_len

@@ -2,8 +2,9 @@
 
 TensorFlow's defaults size both thread pools to every core; on a 2-core laptop the inter-op
 pool then competes with the intra-op pool (and with our JPEG decoding threads). The small
-recurrent graphs here have little op-level parallelism, so one inter-op thread and all cores
-for intra-op (the matmuls) is the better split.
+recurrent graphs here have little op-level parallelism, so at most two inter-op threads and all
+usable cores for intra-op (the matmuls) is the better split. "Usable" is the CPU affinity mask:
+a container or ``taskset`` limited to 2 of 64 cores should not start 64 threads.
 """
 
 import os
@@ -11,8 +12,15 @@ import os
 import tensorflow as tf
 
 
+def usable_cores():
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def session_config(intra_op_threads=None, inter_op_threads=None):
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     config = tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=intra_op_threads or cores,
         inter_op_parallelism_threads=inter_op_threads or min(2, cores),

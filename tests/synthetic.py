@@ -5,6 +5,8 @@ noise, and its captions are a few phrasings of the scene's colour and shape. A d
 learns anything at all must caption held-out images with their own scene's words.
 """
 
+import os
+
 import numpy as np
 
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -28,3 +30,27 @@ def make_problem(n_train=300, n_val=60, embed_size=32, noise=0.3, seed=0):
         return embeds.astype(np.float32), captions, [scenes[label] for label in labels]
 
     return split(n_train), split(n_val)
+
+
+def untrained_run(path, vocab_size, config, seed=5):
+    """A run directory holding a randomly initialised decoder (COCO-sized vocabularies in seconds)."""
+    import tensorflow as tf
+
+    from capstone import run_dir as runs
+    from capstone.captions import PAD, SPECIAL_TOKENS
+    from capstone.config import TrainingConfig
+    from capstone.decoder import SCOPE, Decoder
+
+    words = [f"w{i}" for i in range(vocab_size - len(SPECIAL_TOKENS))]
+    vocab = {token: index for index, token in enumerate(list(SPECIAL_TOKENS) + words)}
+    runs.save_run(runs.Run(str(path), vocab, config, TrainingConfig()))
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        Decoder(vocab_size, vocab[PAD], config)
+        saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables(scope=SCOPE))
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, os.path.join(str(path), runs.CHECKPOINTS, "model"), global_step=0,
+                       write_meta_graph=False)
+    return str(path)

@@ -4,18 +4,14 @@ import threading
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from capstone import run_dir as runs
-from capstone.captions import END, PAD, SPECIAL_TOKENS, START
+from capstone.captions import END, START
 from capstone.config import ModelConfig, TrainingConfig
-from capstone.decoder import SCOPE, Decoder
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel
 from capstone.training import train
-from synthetic import make_problem, scene_captions
+from synthetic import make_problem, scene_captions, untrained_run
 
-v1 = tf.compat.v1
 SMALL = ModelConfig(img_embed_bottleneck=32, word_embed_size=32, lstm_units=64, logit_bottleneck=32)
 
 
@@ -32,22 +28,6 @@ def model(problem, tmp_path_factory):
     config = TrainingConfig(batch_size=32, n_epochs=2, n_batches_per_epoch=100, n_validation_batches=5, min_count=1)
     train(path, train_e, train_c, val_e, val_c, SMALL, config, progress=False, log=lambda _: None)
     return FinalModel.load(path)
-
-
-def untrained_run(path, vocab_size, config):
-    """A run directory holding a randomly initialised decoder (COCO-sized vocabularies in seconds)."""
-    words = [f"w{i}" for i in range(vocab_size - len(SPECIAL_TOKENS))]
-    vocab = {token: index for index, token in enumerate(list(SPECIAL_TOKENS) + words)}
-    runs.save_run(runs.Run(str(path), vocab, config, TrainingConfig()))
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(5)
-        Decoder(vocab_size, vocab[PAD], config)
-        saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            saver.save(session, str(path / runs.CHECKPOINTS / "model"), global_step=0, write_meta_graph=False)
-    return str(path)
 
 
 class CountingSession:

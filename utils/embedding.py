@@ -110,11 +110,9 @@ def apply_model(zip_or_folder, model, preprocess_for_model, extensions=(".jpg",)
 def default_num_threads():
     """Decoding threads: leave one core to the model, since decoding a photo costs
     far less than running the CNN on it (1 thread on a 2-core machine, at most 8)."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))  # the cores this process may use
-    else:
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores - 1))
+    from capstone.tf_session import usable_cores  # the cores this process may use
+
+    return max(1, min(8, usable_cores() - 1))
 
 
 def _batch_function(model):
