@@ -41,8 +41,8 @@ def demo_settings(quick):
         return DemoSettings("quick", TrainingConfig(batch_size=64, n_epochs=8, n_batches_per_epoch=40,
                                                     n_validation_batches=4, min_count=2, patience=3),
                             ModelConfig(lstm_units=128, dropout=0.1))
-    return DemoSettings("default", TrainingConfig(batch_size=64, n_epochs=15, n_batches_per_epoch=100,
-                                                  n_validation_batches=10, min_count=3, patience=3),
+    return DemoSettings("default", TrainingConfig(batch_size=64, n_epochs=30, n_batches_per_epoch=150,
+                                                  n_validation_batches=10, min_count=3, patience=4),
                         ModelConfig(dropout=0.1))
 
 

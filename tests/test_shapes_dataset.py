@@ -161,7 +161,7 @@ def test_complete_dataset_is_reused_and_a_damaged_one_rebuilt(tmp_path):
 
 
 def test_presets_and_bad_arguments(tmp_path):
-    assert shapes.PRESETS["default"] == {"n_train": 1500, "n_val": 200, "n_test": 200}
+    assert shapes.PRESETS["default"] == {"n_train": 6000, "n_val": 300, "n_test": 300}
     assert shapes.PRESETS["quick"] == {"n_train": 300, "n_val": 60, "n_test": 60}
     with pytest.raises(CapstoneError, match="preset 'huge': unknown"):
         shapes.make_shapes_preset(tmp_path, "huge")
