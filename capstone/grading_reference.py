@@ -20,7 +20,7 @@ SCENE_SLOTS = 3  # at most 3 shapes per scene
 def scene_vector(scene):
     """Scene dict -> float32 [SCENE_SLOTS * 15 + 4]: per shape one-hot kind, colour, size and x, y;
     then the background one-hot. Empty slots are zeros."""
-    from capstone import shapes_dataset as shapes
+    from capstone import shapes_scenes as shapes
 
     kinds, colours, sizes = list(shapes.SHAPES), list(shapes.COLOURS), list(shapes.SIZE_RADII)
     slot_size = len(kinds) + len(colours) + len(sizes) + 2
