@@ -86,5 +86,9 @@ def test_dropout_is_only_active_when_fed():
     rng = np.random.default_rng(0)
     feed = {d.img_embeds: rng.random((4, 8), dtype=np.float32), d.sentences: rng.integers(1, 50, (4, 6))}
     assert s.run(d.loss, feed) == pytest.approx(s.run(d.loss, feed))  # deterministic without dropout
+    h0 = s.run(d.h0, feed)
+    np.testing.assert_array_equal(h0, s.run(d.h0, feed))
     feed[d.dropout_rate] = 0.5
     assert s.run(d.loss, feed) != pytest.approx(s.run(d.loss, feed))
+    # the image embedding is dropped too (where a small dataset overfits first), so h0 changes
+    assert not np.allclose(s.run(d.h0, feed), h0)
