@@ -112,27 +112,21 @@ def batch_function(model):
     return model.predict_on_batch if hasattr(model, "predict_on_batch") else model
 
 
-def single_image_function(name, args):
-    """(one image -> embedding, preprocess): the Keras model's ``predict(img[None])``, as seed tutorials do."""
-    model, preprocess = keras_runner(name) if args.runner == "session" else bench_models[name]
-    return (lambda img: model.predict(img[None], verbose=0)), preprocess
-
-
-bench_models = {}  # name -> (model, preprocess) of --runner keras, so (c) reuses the model (a) and (b) run
-
-
 def bench_encoder(name, zip_path, images, args):
     size = encoders.ENCODERS[name].image_size
     model, preprocess = (session_runner if args.runner == "session" else keras_runner)(name)
-    bench_models[name] = (model, preprocess)
     run_batch = batch_function(model)
+    # (c) is the peer, so it is always the Keras model's predict on one image, as seed tutorials do.
+    keras_model, single_preprocess = keras_runner(name) if args.runner == "session" else (model, preprocess)
+
+    def single(img):
+        return keras_model.predict(img[None], verbose=0)
 
     decoded = np.stack([  # [N, S, S, 3], decoded before (b) starts its clock
         utils.crop_and_preprocess(utils.decode_image_from_buf(buf), (size, size), preprocess)
         for _, buf in images
     ])
     run_batch(decoded[:args.batch_size])  # warm up: first calls build kernels and caches
-    single, single_preprocess = single_image_function(name, args)
     single(utils.crop_and_preprocess(utils.decode_image_from_buf(images[0][1]), (size, size), single_preprocess))
 
     def pipeline():

