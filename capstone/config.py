@@ -16,7 +16,7 @@ class ModelConfig:
     word_embed_size: int = 100        # WORD_EMBED_SIZE: size of a word vector
     lstm_units: int = 300             # LSTM_UNITS: size of the LSTM's h and c
     logit_bottleneck: int = 120       # LOGIT_BOTTLENECK: hidden state squeezed before the vocabulary logits
-    dropout: float = 0.0              # dropout rate on image embeddings, word vectors and hidden states while training (0 = course)
+    dropout: float = 0.0              # training dropout on image embeddings, word vectors, hidden states (0 = course)
 
 
 @dataclasses.dataclass

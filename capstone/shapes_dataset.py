@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from capstone.atomic import atomic_open, write_json
 from capstone.errors import CapstoneError
 from capstone.shapes_captions import CAPTIONS_PER_IMAGE, make_captions
-from capstone.shapes_scenes import COLOURS, SHAPES, make_scene, render_scene  # noqa: F401 (COLOURS, SHAPES re-exported)
+from capstone.shapes_scenes import make_scene, render_scene
 
 # Bump when the drawing or the grammar changes: old datasets on disk are then rebuilt.
 GENERATOR_VERSION = 1

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from capstone import shapes_dataset as shapes
+from capstone.shapes_scenes import COLOURS, SHAPES
 from capstone.captions import captions_for_fns, load_captions, split_sentence
 from capstone.errors import CapstoneError
 
@@ -90,12 +91,12 @@ def test_drawn_pixels_have_the_colours_the_captions_name(small):
                 for shape in scene["shapes"]:
                     x, y = round(shape["x"] * 128), round(shape["y"] * 128)
                     pixel = np.median(rgb[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3), axis=0)
-                    nearest = min(shapes.COLOURS, key=lambda name: np.sum((pixel - shapes.COLOURS[name]) ** 2))
+                    nearest = min(COLOURS, key=lambda name: np.sum((pixel - COLOURS[name]) ** 2))
                     assert nearest == shape["colour"], (scene, pixel)
                     drawn.add(nearest)
                     checked += 1
                 for caption in fn_to_captions[scene["file_name"]]:
-                    assert set(split_sentence(caption)) & set(shapes.COLOURS) == drawn, caption
+                    assert set(split_sentence(caption)) & set(COLOURS) == drawn, caption
     assert checked >= 13
 
 
@@ -106,7 +107,7 @@ def test_captions_are_true_of_the_scene():
         sizes = {shape["size"] for shape in scene["shapes"]}
         for caption in captions:
             words = split_sentence(caption)
-            named_kinds = {word.rstrip("s") for word in words} & set(shapes.SHAPES)
+            named_kinds = {word.rstrip("s") for word in words} & set(SHAPES)
             assert named_kinds <= kinds, (caption, scene)
             if {"small", "little"} & set(words):
                 assert "small" in sizes, (caption, scene)
@@ -135,7 +136,7 @@ def test_captions_are_true_of_the_scene():
 def test_vocabulary_size_is_in_the_intended_range():
     words = {word for _, captions in _random_scenes(800) for caption in captions for word in split_sentence(caption)}
     assert 30 <= len(words) <= 60, sorted(words)
-    assert set(shapes.COLOURS) <= words and {"circle", "squares", "left", "background"} <= words
+    assert set(COLOURS) <= words and {"circle", "squares", "left", "background"} <= words
 
 
 def test_complete_dataset_is_reused_and_a_damaged_one_rebuilt(tmp_path):
