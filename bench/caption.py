@@ -7,10 +7,10 @@ but the caption lengths) captions the same 200 embeddings, greedily, up to 20 wo
   (a) course loop:   one Session.run of one_step per word per image (the course's generate_caption)
   (b) Keras predict: a Keras 3 one-step model with the same weights, model.predict per word per
                      image, as tutorials do; (b2) the same with all images in one predict per word
-  (c) ours:          FinalModel.captions, the whole batch in one Session.run (capstone.graph_decoding)
+  (c) ours:          FinalModel.captions, the whole batch in one Session.run (capstone.fast.decoding)
 
 Also shown (not peers): our Python loop over the whole batch (one Session.run per word), and beam
-search (k=3) in the graph against capstone.beam_search one image at a time. Batched methods are
+search (k=3) in the graph against tests.decoding_oracle one image at a time. Batched methods are
 timed ``--repeats`` times (the best counts) after a warm-up; the per-image loops run once, the
 Keras one on ``--peer-images`` and the numpy beam search on ``--beam-images`` images only (their
 cost per image does not depend on how many there are, and they are slow).
@@ -162,7 +162,7 @@ def main():
          lambda rows: model.sample_tokens_stepwise(embeddings=rows, max_len=max_len), embeds, False),
         ("(c) ours: in-graph greedy, one Session.run",
          lambda rows: model.sample_tokens(embeddings=rows, max_len=max_len), embeds, False),
-        ("beam k=3: capstone.beam_search per image", lambda rows: model.beam_search_tokens_stepwise(
+        ("beam k=3: tests.decoding_oracle per image", lambda rows: model.beam_search_tokens_stepwise(
             embeddings=rows, beam_size=3, max_len=max_len), beam_embeds, False),
         ("beam k=3: ours in-graph, one Session.run", lambda rows: model.beam_search_tokens(
             embeddings=rows, beam_size=3, max_len=max_len), embeds, False),
@@ -177,10 +177,10 @@ def main():
     agree = {name: np.mean([a == b for a, b in zip(greedy, results[name])]) for name, _, _, peer in cases
              if peer or "Python loop" in name}
     beam_ours = [[t for t, _ in f] for f in results["beam k=3: ours in-graph, one Session.run"][:len(beam_embeds)]]
-    beam_ref = [[t for t, _ in f] for f in results["beam k=3: capstone.beam_search per image"]]
+    beam_ref = [[t for t, _ in f] for f in results["beam k=3: tests.decoding_oracle per image"]]
     print("same greedy tokens as (c): " + ", ".join(f"{name.split(' ')[0]} {100 * v:.0f}%"
                                                       for name, v in agree.items()))
-    print(f"same beams as capstone.beam_search: {100 * np.mean([a == b for a, b in zip(beam_ours, beam_ref)]):.0f}%; "
+    print(f"same beams as tests.decoding_oracle: {100 * np.mean([a == b for a, b in zip(beam_ours, beam_ref)]):.0f}%; "
           f"mean greedy caption length {np.mean([len(t) for t in greedy]):.1f} tokens")
     ours = timings["(c) ours: in-graph greedy, one Session.run"]
     fastest_peer = max(timings[name] for name, _, _, peer in cases if peer)

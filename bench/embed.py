@@ -35,7 +35,8 @@ import tensorflow as tf  # noqa: E402
 
 import utils  # noqa: E402
 from capstone import encoders  # noqa: E402
-from capstone.tf_session import make_session, usable_cores  # noqa: E402
+from capstone.encoders import cnn  # noqa: E402
+from capstone.support.tf_session import make_session, usable_cores  # noqa: E402
 
 FLICKR_IMAGES = REPO.parent / "shared" / "data" / "flickr8k-dev" / "images"
 
@@ -101,7 +102,7 @@ def keras_runner(name):
 def encoder_weights(name):
     """ImageNet weights when they are on this machine; speed does not depend on the values."""
     if name == "inception_v3":
-        path = os.path.join(encoders.keras_models_dir(), encoders.INCEPTION_WEIGHTS_FILE)
+        path = os.path.join(cnn.keras_models_dir(), cnn.INCEPTION_WEIGHTS_FILE)
         if not os.path.exists(path):
             print("  inception_v3: ImageNet weights absent, timing random weights (same speed)")
             return None

@@ -111,7 +111,7 @@ class OursVariant:
         import tensorflow as tf
 
         from capstone.decoder import Decoder
-        from capstone.tf_session import session_config
+        from capstone.support.tf_session import session_config
 
         v1 = tf.compat.v1
         make_decoder = make_decoder or (lambda: Decoder(VOCAB_SIZE, PAD_IDX, model_config(), fast=True))
@@ -237,7 +237,7 @@ def legacy_worker(data):
     """The course notebook's decoder as it was written for TF1, fed our weights. Runs in its own process."""
     import tensorflow as tf
 
-    from capstone.tf_session import session_config
+    from capstone.support.tf_session import session_config
 
     v1 = tf.compat.v1
     v1.disable_eager_execution()
@@ -293,7 +293,7 @@ def keras3_worker(data):
     import keras
     import tensorflow as tf
 
-    from capstone.tf_session import session_config
+    from capstone.support.tf_session import session_config
 
     threads = session_config()
     tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op_parallelism_threads)

@@ -4,23 +4,28 @@ Every command reports bad input as one line ``error: ...`` on stderr and exit st
 """
 
 import argparse
+import importlib
 import os
 import sys
 
 # Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from capstone.commands import COMMANDS  # noqa: E402
 from capstone.errors import CapstoneError  # noqa: E402
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m capstone", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from capstone.cli import COMMANDS
-    for name, (add_arguments, run, help_text) in COMMANDS.items():
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_arguments(sub)
-        sub.set_defaults(run=run)
+        if name == chosen:  # only the command being run is imported (TensorFlow takes seconds to load)
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0

@@ -30,7 +30,7 @@ import types
 import tensorflow as tf
 
 from capstone.config import ModelConfig
-from capstone.fast_ops import (dense_softmax_cross_entropy, lookup_with_dense_gradient, pack_by_length,
+from capstone.fast.ops import (dense_softmax_cross_entropy, lookup_with_dense_gradient, pack_by_length,
                                packed_lstm)
 from capstone.layers import Dense, Embedding, LSTMCell, LSTMState
 

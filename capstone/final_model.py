@@ -6,10 +6,10 @@ Here the state is *fed* and *returned*: ``init_lstm`` computes it from the image
 takes (current_word, lstm_c, lstm_h) and returns (probabilities, new c, new h). Nothing in the
 graph changes while captioning, so one model serves any number of threads.
 
-Captioning a batch runs inside the graph (``capstone.graph_decoding``): ``greedy_tokens`` and
+Captioning a batch runs inside the graph (``capstone.fast.decoding``): ``greedy_tokens`` and
 ``beam_tokens`` are built once, and ``captions``/``beam_captions`` make one Session.run per batch.
 The Python loops over ``one_step`` stay as the readable reference (``sample_tokens_stepwise`` and
-``capstone.beam_search``) and give the same tokens.
+``tests.decoding_oracle``) and give the same tokens.
 
 Two inputs are possible, chosen when the model is built:
 * ``img_embeds`` [B, IMG_EMBED]: precomputed CNN embeddings (the course's pickles);
@@ -20,14 +20,14 @@ Two inputs are possible, chosen when the model is built:
 import numpy as np
 import tensorflow as tf
 
-from capstone import run_dir as runs
-from capstone.beam_search import beam_search
+from capstone.support import run_dir as runs
+from tests.decoding_oracle import beam_search
 from capstone.captions import END, PAD, START, indices_to_caption
 from capstone.decoder import SCOPE, make_layers
 from capstone.errors import CapstoneError
-from capstone.graph_decoding import beam_decode, greedy_decode, next_word_probs
+from capstone.fast.decoding import beam_decode, greedy_decode, next_word_probs
 from capstone.layers import LSTMState
-from capstone.tf_session import make_session
+from capstone.support.tf_session import make_session
 
 v1 = tf.compat.v1
 
@@ -36,7 +36,7 @@ class FinalModel:
     """Restores a trained decoder from a run directory into a small inference graph.
 
     Args:
-      run: a ``capstone.run_dir.Run`` (see ``FinalModel.load``).
+      run: a ``capstone.support.run_dir.Run`` (see ``FinalModel.load``).
       checkpoint: checkpoint prefix; default the run's best one.
       encoder: a ``capstone.encoders.FrozenEncoder`` to take raw images, or None for embeddings.
     """
@@ -118,7 +118,7 @@ class FinalModel:
     def build_greedy_decoder(self):
         """Inputs: init_lstm; max_len [] int32 (fed, default 20).
         Outputs: greedy_tokens = (tokens [B, steps] int32, lengths [B] int32), see
-          ``capstone.graph_decoding.greedy_decode``.
+          ``capstone.fast.decoding.greedy_decode``.
         """
         self.max_len = v1.placeholder_with_default(20, [], name="max_len")
         self.greedy_tokens = greedy_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START],
@@ -127,7 +127,7 @@ class FinalModel:
     def build_beam_decoder(self):
         """Inputs: init_lstm, max_len; beam_size [] int32 (default 3), length_alpha [] float64 (default 1).
         Outputs: beam_tokens = (tokens [B, K, max_len], lengths [B, K], scores [B, K]), see
-          ``capstone.graph_decoding.beam_decode``.
+          ``capstone.fast.decoding.beam_decode``.
         """
         self.beam_size = v1.placeholder_with_default(3, [], name="beam_size")
         self.length_alpha = v1.placeholder_with_default(tf.constant(1.0, tf.float64), [], name="length_alpha")

@@ -15,13 +15,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from capstone import run_dir as runs
-from capstone.atomic import atomic_open
+from capstone.support import run_dir as runs
+from capstone.support.atomic import atomic_open
 from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.decoder import Decoder
 from capstone.errors import CapstoneError
-from capstone.tf_session import make_session
+from capstone.support.tf_session import make_session
 
 v1 = tf.compat.v1
 

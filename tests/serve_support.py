@@ -21,11 +21,11 @@ import numpy as np
 import tensorflow as tf
 from werkzeug.serving import make_server
 
-from capstone import run_dir as runs
+from capstone.support import run_dir as runs
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.encoders import FrozenEncoder
 from capstone.final_model import FinalModel
-from capstone.images import image_for_model
+from capstone.encoders.images import image_for_model
 from capstone.training import train
 from synthetic import COLOURS, SHAPES, scene_captions
 

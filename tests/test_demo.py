@@ -109,7 +109,7 @@ def test_embed_command_and_its_bad_input(demo_run, tmp_path, capsys):
 
 
 def test_course_example_functions_caption_and_save_a_figure(demo_run, tmp_path):
-    from capstone.examples import apply_model_to_image_raw_bytes, show_valid_example
+    from capstone.evaluation.examples import apply_model_to_image_raw_bytes, show_valid_example
     from capstone.final_model import FinalModel
     from utils import read_pickle
 

@@ -11,9 +11,11 @@ import pytest
 import skimage.data
 import tensorflow as tf
 
-from capstone import efficientnet_lite, encoders
+from capstone import encoders
+from capstone.encoders import cnn, efficientnet_lite
+from capstone.encoders import frozen as frozen_module
 from capstone.errors import CapstoneError
-from capstone.torch_pickle import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
+from capstone.encoders.torch_pickle import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
 from http_fixture import FileServer
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -63,7 +65,6 @@ def random_inception():
 def test_encoder_table_and_unknown_name():
     assert encoders.ENCODERS["inception_v3"] == encoders.EncoderSpec(image_size=299, embed_size=2048)
     assert encoders.ENCODERS["efficientnet_lite0"] == encoders.EncoderSpec(image_size=224, embed_size=1280)
-    assert encoders.IMG_SIZE == 299
     with pytest.raises(CapstoneError, match="'resnet'.*efficientnet_lite0, inception_v3"):
         encoders.get_cnn_encoder("resnet")
     with pytest.raises(CapstoneError, match="efficientnet_lite0: weights https://.* local .pth file"):
@@ -72,7 +73,7 @@ def test_encoder_table_and_unknown_name():
 
 def test_preprocessing_ranges():
     pixels = np.array([0.0, 127.0, 255.0], np.float32)
-    np.testing.assert_allclose(encoders.inception_preprocess(pixels), [-1.0, -0.00392157, 1.0], atol=1e-6)
+    np.testing.assert_allclose(cnn.inception_preprocess(pixels), [-1.0, -0.00392157, 1.0], atol=1e-6)
     np.testing.assert_allclose(efficientnet_lite.preprocess_input(pixels), [-0.9921875, 0.0, 1.0])
     assert pixels[2] == 255.0  # the input is not modified in place
 
@@ -157,7 +158,7 @@ def test_frozen_lite0_equals_eager_and_is_cached(tmp_path, monkeypatch):
     def must_not_rebuild(*args, **kwargs):
         raise AssertionError("the cached GraphDef should have been used")
 
-    monkeypatch.setattr(encoders, "get_cnn_encoder", must_not_rebuild)
+    monkeypatch.setattr(frozen_module, "get_cnn_encoder", must_not_rebuild)
     start = time.perf_counter()
     cached = encoders.frozen_encoder("efficientnet_lite0", cache_dir=str(cache_dir))
     assert time.perf_counter() - start < 2.0
@@ -196,7 +197,7 @@ def test_import_encoder_checks_its_input():
 
 def test_missing_imagenet_weights_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    expected = tmp_path / "models" / encoders.INCEPTION_WEIGHTS_FILE
+    expected = tmp_path / "models" / cnn.INCEPTION_WEIGHTS_FILE
     with pytest.raises(CapstoneError) as error:
         encoders.get_cnn_encoder("inception_v3")
     assert str(expected) in str(error.value)
@@ -211,19 +212,19 @@ def test_download_weights_once(tmp_path):
     weights = b"\x89HDF" + bytes(range(256)) * 40
     cache = tmp_path / "cache"
     with FileServer({"/small.h5": weights}) as server:
-        path = encoders.download_weights(server.url + "/small.h5", str(cache))
+        path = cnn.download_weights(server.url + "/small.h5", str(cache))
         assert path == str(cache / "small.h5")
         assert open(path, "rb").read() == weights
-        assert encoders.download_weights(server.url + "/small.h5", str(cache)) == path
+        assert cnn.download_weights(server.url + "/small.h5", str(cache)) == path
         assert server.paths_requested() == ["/small.h5"]  # the second call used the file on disk
 
         with pytest.raises(CapstoneError, match="cannot download .*/absent.h5.*efficientnet_lite0"):
-            encoders.download_weights(server.url + "/absent.h5", str(cache))
+            cnn.download_weights(server.url + "/absent.h5", str(cache))
         server.cut_after = 100  # the connection drops in the middle of the body
         server.requests.clear()
         server.files["/cut.h5"] = weights
         with pytest.raises(CapstoneError, match="cannot download .*/cut.h5"):
-            encoders.download_weights(server.url + "/cut.h5", str(cache))
+            cnn.download_weights(server.url + "/cut.h5", str(cache))
     assert sorted(os.listdir(cache)) == ["small.h5"]  # no partial file left behind
 
 

@@ -1,4 +1,4 @@
-"""Caption metrics (capstone.evaluation): known values, the Java and pure-Python paths, edge cases."""
+"""Caption metrics (capstone.evaluation.metrics): known values, the Java and pure-Python paths, edge cases."""
 
 import math
 import os
@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from capstone import evaluation
+from capstone.evaluation import metrics
 from capstone.errors import CapstoneError
-from capstone.evaluation import METRIC_NAMES, format_scores, score_captions
+from capstone.evaluation.metrics import METRIC_NAMES, format_scores, score_captions
 
 pytestmark = pytest.mark.filterwarnings("ignore:use_java=False")
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="java is not installed")
@@ -109,8 +109,8 @@ def test_meteor_runs_handles_an_empty_candidate_and_leaves_no_java_process():
 
 @needs_java
 def test_a_meteor_that_does_not_answer_is_killed_and_reported_as_none(monkeypatch):
-    monkeypatch.setattr(evaluation, "METEOR_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(evaluation, "METEOR_TIMEOUT_PER_IMAGE_S", 0.0)
+    monkeypatch.setattr(metrics, "METEOR_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(metrics, "METEOR_TIMEOUT_PER_IMAGE_S", 0.0)
     with pytest.warns(RuntimeWarning, match="METEOR failed"):
         scores = score_captions(REFERENCES, IDENTICAL, use_java=True)
     assert scores["METEOR"] is None
@@ -119,7 +119,7 @@ def test_a_meteor_that_does_not_answer_is_killed_and_reported_as_none(monkeypatc
 
 
 def test_without_java_it_warns_and_skips_meteor(monkeypatch):
-    monkeypatch.setattr(evaluation.shutil, "which", lambda name: None)
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
     with pytest.warns(RuntimeWarning, match="java not found: METEOR skipped, tokenising with split_sentence"):
         scores = score_captions(REFERENCES, IDENTICAL)
     assert scores["METEOR"] is None

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from capstone.config import ModelConfig
 from capstone.decoder import Decoder
-from capstone.fast_ops import dense_softmax_cross_entropy, pack_by_length
+from capstone.fast.ops import dense_softmax_cross_entropy, pack_by_length
 
 v1 = tf.compat.v1
 CONFIG = ModelConfig(img_embed_size=24, img_embed_bottleneck=16, word_embed_size=12, lstm_units=20, logit_bottleneck=10)

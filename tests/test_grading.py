@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from capstone import grading, grading_reference
-from capstone import run_dir as runs
+from capstone.grading import __main__ as grading_cli
+from capstone.grading import grader as grading
+from capstone.grading import reference as grading_reference
+from capstone.support import run_dir as runs
 from capstone.captions import (END, PAD, SPECIAL_TOKENS, START, UNK, batch_captions_to_matrix,
                                caption_tokens_to_indices, generate_vocabulary, split_sentence)
 from capstone.config import ModelConfig, TrainingConfig
@@ -209,16 +211,16 @@ def fake_run(path, val_losses):
 
 def test_grading_a_run_directory_from_the_command_line(tmp_path, capsys):
     good = fake_run(tmp_path / "good", [1.9, 1.1, 1.15])
-    assert grading.main(["--run", good]) == 0
+    assert grading_cli.main(["--run", good]) == 0
     out = capsys.readouterr().out
     assert any(line.split()[:5] == ["validation", "loss", "PASS", "<", "1.2"] and line.split()[-1] == "1.1"
                for line in out.splitlines())
-    assert grading.main(["--run", good, "--threshold", "1.0"]) == 1
+    assert grading_cli.main(["--run", good, "--threshold", "1.0"]) == 1
     assert "validation loss 1.100 is not below 1.0" in capsys.readouterr().out
     no_val = fake_run(tmp_path / "no_val", [None])
-    assert grading.main(["--run", no_val]) == 2
+    assert grading_cli.main(["--run", no_val]) == 2
     assert "no epoch with a validation loss" in capsys.readouterr().err
-    assert grading.main(["--run", str(tmp_path / "nowhere")]) == 2
+    assert grading_cli.main(["--run", str(tmp_path / "nowhere")]) == 2
     assert "run directory does not exist" in capsys.readouterr().err
 
 
@@ -231,7 +233,7 @@ def test_builtin_problem_is_small_and_learnable_shapes():
 
 
 def test_python_m_capstone_grading_passes_every_part_for_the_reference(capsys):
-    assert grading.main([]) == 0
+    assert grading_cli.main([]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "6/6 parts passed"
     for part in grading.PARTS:

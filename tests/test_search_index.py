@@ -1,4 +1,4 @@
-"""capstone.search_index: TF-IDF numbers, ranking, the saved index and when it is redone, and that
+"""capstone.web.search_index: TF-IDF numbers, ranking, the saved index and when it is redone, and that
 only indexed files can ever be looked up. A fake captioner reads each "image" file's text."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from capstone.errors import CapstoneError
-from capstone.search_index import INDEX_FILE, SearchIndex, TfidfVectors, load_or_build
+from capstone.web.search_index import INDEX_FILE, SearchIndex, TfidfVectors, load_or_build
 
 
 class FakeCaptioner:

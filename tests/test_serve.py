@@ -1,4 +1,4 @@
-"""capstone.serve through Flask's test client: every route, and every kind of bad input.
+"""capstone.web.app through Flask's test client: every route, and every kind of bad input.
 
 The model is the tiny one of serve_support: pictures of coloured scenes -> scene captions.
 """
@@ -18,8 +18,11 @@ import pytest
 
 from capstone.captions import START
 from capstone.errors import CapstoneError
-from capstone.search_index import INDEX_FILE, load_or_build
-from capstone.serve import Captioner, add_serve_arguments, check_image_header, create_app, model_id, run_serve
+from capstone.web.search_index import INDEX_FILE, load_or_build
+from capstone.web.app import create_app
+from capstone.web.captioner import Captioner, check_image_header, model_id
+from capstone.web.cli import add_arguments as add_serve_arguments
+from capstone.web.cli import run as run_serve
 from http_fixture import FileServer
 from serve_support import SCENES, encode_file, load_model, scene_picture, trained_run_dir, write_scene_folder
 from synthetic import scene_captions

@@ -10,8 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from capstone.search_index import load_or_build
-from capstone.serve import Captioner, create_app, model_id
+from capstone.web.search_index import load_or_build
+from capstone.web.app import create_app
+from capstone.web.captioner import Captioner, model_id
 from serve_support import (SCENES, encode_file, load_model, running_server, scene_picture, trained_run_dir,
                            write_scene_folder)
 from synthetic import scene_captions

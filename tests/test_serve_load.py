@@ -14,7 +14,8 @@ import uuid
 import numpy as np
 import pytest
 
-from capstone.serve import Captioner, create_app
+from capstone.web.app import create_app
+from capstone.web.captioner import Captioner
 from serve_support import SCENES, encode_file, load_model, running_server, scene_picture
 from synthetic import scene_captions
 
@@ -96,13 +97,13 @@ def test_real_efficientnet_lite0_service_on_flickr_photos(flickr_dir, tmp_path):
     """The path ``serve`` takes: a run trained on EfficientNet-Lite0 embeddings, loaded with its encoder."""
     import shutil
 
-    from capstone.captions import load_captions
+    from capstone.data.caption_files import load_captions
     from capstone.config import ModelConfig, TrainingConfig
     from capstone.encoders import frozen_encoder
     from capstone.final_model import FinalModel
-    from capstone.images import load_images_for_model
-    from capstone.search_index import load_or_build
-    from capstone.serve import model_id
+    from capstone.encoders.images import load_images_for_model
+    from capstone.web.search_index import load_or_build
+    from capstone.web.captioner import model_id
     from capstone.training import train
     from serve_support import embed_pixels
 

@@ -1,4 +1,4 @@
-"""The generated shapes dataset (capstone.shapes_dataset): files, determinism, true captions."""
+"""The generated shapes dataset (capstone.data.shapes_dataset): files, determinism, true captions."""
 
 import io
 import json
@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from capstone import shapes_dataset as shapes
-from capstone.shapes_scenes import COLOURS, SHAPES
-from capstone.captions import captions_for_fns, load_captions, split_sentence
+from capstone.data import shapes_dataset as shapes
+from capstone.data.shapes_scenes import COLOURS, SHAPES
+from capstone.captions import split_sentence
+from capstone.data.caption_files import captions_for_fns, load_captions
 from capstone.errors import CapstoneError
 
 SMALL = {"n_train": 8, "n_val": 3, "n_test": 2, "image_size": 128, "seed": 3}

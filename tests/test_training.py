@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from capstone import run_dir as runs
+from capstone.support import run_dir as runs
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel, generate_caption

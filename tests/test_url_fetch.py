@@ -1,4 +1,4 @@
-"""capstone.url_fetch: only public http(s) addresses, the checked address is the one connected to,
+"""capstone.web.url_fetch: only public http(s) addresses, the checked address is the one connected to,
 every redirect hop checked, time and size capped. All servers run on 127.0.0.1."""
 
 import http.server
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from capstone.url_fetch import UrlFetchError, fetch_url, is_public_address
+from capstone.web.url_fetch import UrlFetchError, fetch_url, is_public_address
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 

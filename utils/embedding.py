@@ -110,7 +110,7 @@ def apply_model(zip_or_folder, model, preprocess_for_model, extensions=(".jpg",)
 def default_num_threads():
     """Decoding threads: leave one core to the model, since decoding a photo costs
     far less than running the CNN on it (1 thread on a 2-core machine, at most 8)."""
-    from capstone.tf_session import usable_cores  # the cores this process may use
+    from capstone.support.tf_session import usable_cores  # the cores this process may use
 
     return max(1, min(8, usable_cores() - 1))
 

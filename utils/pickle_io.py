@@ -8,7 +8,7 @@ the Python 3.6/3.7 it ran on, and protocol 4 is readable by every Python >= 3.4.
 import os
 import pickle
 
-from capstone.atomic import atomic_open
+from capstone.support.atomic import atomic_open
 from capstone.errors import CapstoneError
 
 PICKLE_PROTOCOL = 4

@@ -19,11 +19,9 @@ From the command line::
     python -m capstone.grading --run RUN_DIR  # grades a trained run's validation loss (history.json)
 """
 
-import argparse
 import dataclasses
 import math
 import numbers
-import os
 import sys
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 from capstone import captions as reference
 from capstone.captions import END, SPECIAL_TOKENS, START, UNK
 from capstone.errors import CapstoneError
+from capstone.support import run_dir as runs
 
 VOCABULARY = "vocabulary"
 INDEXING = "caption indexing"
@@ -369,7 +368,7 @@ class Grader:
 
     def grade_run(self, run_dir, threshold=DEFAULT_VALIDATION_LOSS_THRESHOLD):
         """grade_validation_loss with the best validation loss in RUN_DIR/history.json."""
-        return self.grade_validation_loss(best_validation_loss(run_dir), threshold)
+        return self.grade_validation_loss(runs.best_validation_loss(run_dir), threshold)
 
     @property
     def all_passed(self):
@@ -393,45 +392,3 @@ class Grader:
     def summary(self, file=None):
         """Print ``table()`` (to stdout, or ``file``)."""
         print(self.table(), file=file or sys.stdout)
-
-
-def best_validation_loss(run_dir):
-    """The lowest validation loss in RUN_DIR/history.json (that is the checkpoint captioning uses)."""
-    from capstone import run_dir as runs
-
-    runs.load_run(run_dir)  # a clear error when it is not a run directory
-    losses = [record.get("val_loss") for record in runs.read_history(run_dir) if isinstance(record, dict)]
-    losses = [loss for loss in losses if loss is not None]
-    if not losses:
-        raise CapstoneError(f"{os.path.join(run_dir, runs.HISTORY)}: no epoch with a validation loss; train "
-                            f"with validation data (--val-embeds/--val-fns) for at least one epoch")
-    return min(losses)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m capstone.grading", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", metavar="RUN_DIR", help="grade this run's validation loss (its history.json)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_VALIDATION_LOSS_THRESHOLD,
-                        help=f"validation loss to get below (default {DEFAULT_VALIDATION_LOSS_THRESHOLD}; "
-                             f"course COCO data: {VALIDATION_LOSS_THRESHOLDS['coco']})")
-    args = parser.parse_args(argv)
-    try:
-        if args.run:
-            grader = Grader()
-            grader.grade_run(args.run, args.threshold)
-        else:
-            from capstone.grading_reference import grade_reference
-
-            grader = grade_reference(args.threshold)
-    except CapstoneError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    grader.summary()
-    if args.run:
-        return 0 if grader.results[VALIDATION_LOSS].passed else 1
-    return 0 if grader.all_passed else 1
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())

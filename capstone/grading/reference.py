@@ -12,7 +12,7 @@ import numpy as np
 
 from capstone import captions as reference
 from capstone.captions import PAD
-from capstone.grading import DEFAULT_VALIDATION_LOSS_THRESHOLD, Grader
+from capstone.grading.grader import DEFAULT_VALIDATION_LOSS_THRESHOLD, Grader
 
 SCENE_SLOTS = 3  # at most 3 shapes per scene
 
@@ -20,7 +20,7 @@ SCENE_SLOTS = 3  # at most 3 shapes per scene
 def scene_vector(scene):
     """Scene dict -> float32 [SCENE_SLOTS * 15 + 4]: per shape one-hot kind, colour, size and x, y;
     then the background one-hot. Empty slots are zeros."""
-    from capstone import shapes_scenes as shapes
+    from capstone.data import shapes_scenes as shapes
 
     kinds, colours, sizes = list(shapes.SHAPES), list(shapes.COLOURS), list(shapes.SIZE_RADII)
     slot_size = len(kinds) + len(colours) + len(sizes) + 2
@@ -37,7 +37,7 @@ def scene_vector(scene):
 
 def builtin_problem(n_train=400, n_val=80, seed=0):
     """((train_embeds, train_captions), (val_embeds, val_captions)) of shapes scenes, made in memory."""
-    from capstone import shapes_dataset as shapes
+    from capstone.data import shapes_dataset as shapes
 
     def split(name, count):
         embeds, captions = [], []
@@ -69,7 +69,7 @@ def grade_reference(threshold=DEFAULT_VALIDATION_LOSS_THRESHOLD, log=print):
     import tensorflow as tf
 
     from capstone.decoder import Decoder
-    from capstone.tf_session import make_session
+    from capstone.support.tf_session import make_session
     from capstone.training import train
 
     (train_embeds, train_captions), (val_embeds, val_captions) = builtin_problem()

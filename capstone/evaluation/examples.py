@@ -13,7 +13,7 @@ import zipfile
 
 from capstone.errors import CapstoneError
 from capstone.final_model import generate_caption
-from capstone.images import image_for_model
+from capstone.encoders.images import image_for_model
 from utils import decode_image_from_buf
 
 
@@ -37,7 +37,7 @@ def apply_model_to_image_raw_bytes(model, raw, out_png=None, name="image"):
     plt.imshow(img)
     plt.title(caption)
     if out_png or not _has_display():
-        from capstone.atomic import atomic_open
+        from capstone.support.atomic import atomic_open
 
         out_png = out_png or "caption_example.png"
         with atomic_open(out_png, "wb") as f:

@@ -13,10 +13,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from capstone.encoders import frozen_encoder, import_encoder
+from capstone.encoders.frozen import frozen_encoder, import_encoder
 from capstone.errors import CapstoneError
-from capstone.tf_session import make_session
-from utils import apply_model, save_pickle
+from capstone.support.tf_session import make_session
+from utils import apply_model, read_pickle, save_pickle
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -72,3 +72,17 @@ def save_embeddings(prefix, embeds, fns):
             os.remove(embeds_fn)  # no half pair left behind
         raise
     return embeds_fn, fns_fn
+
+
+def read_embeddings(embeds_fn, fns_fn):
+    """The course's pair of pickles -> (float32 [N, D], list of N file names), checked."""
+    embeds, fns = read_pickle(embeds_fn), read_pickle(fns_fn)
+    embeds = np.asarray(embeds)
+    if embeds.ndim != 2 or not np.issubdtype(embeds.dtype, np.number):
+        raise CapstoneError(f"{embeds_fn}: expected a numeric array [images, features], got shape {embeds.shape}")
+    if not isinstance(fns, (list, tuple)) or not all(isinstance(fn, str) for fn in fns):
+        raise CapstoneError(f"{fns_fn}: expected a list of file names")
+    if len(embeds) != len(fns):
+        raise CapstoneError(f"{embeds_fn} has {len(embeds)} embeddings but {fns_fn} has {len(fns)} file names; "
+                            f"they must come from the same embedding run")
+    return embeds.astype(np.float32, copy=False), list(fns)

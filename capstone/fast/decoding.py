@@ -1,13 +1,13 @@
 """Greedy and beam-search captioning inside the graph: one Session.run for a whole batch.
 
-``FinalModel.sample_tokens_stepwise`` and ``capstone.beam_search`` are the readable versions:
+``FinalModel.sample_tokens_stepwise`` and ``tests.decoding_oracle`` are the readable versions:
 Python asks TensorFlow for one word at a time. Each ``Session.run`` costs far more than the
 arithmetic of one LSTM step (copying the state in and out, scheduling the ops), and beam search
 pays it once per word *per image*. Here the same loops are ``tf.compat.v1.while_loop``s, so a
 batch of images is captioned in one call, with the state staying inside TensorFlow.
 
 Both decoders call ``next_word_probs``, the very step ``FinalModel.one_step`` runs, so greedy
-tokens equal the Python loop's, and beams equal ``capstone.beam_search``'s (the tests check both).
+tokens equal the Python loop's, and beams equal ``tests.decoding_oracle``'s (the tests check both).
 Build them after the layers' variables exist (a while loop cannot create variables): FinalModel
 builds ``one_step`` first.
 """
@@ -77,7 +77,7 @@ def greedy_decode(layers, init_state, start_idx, end_idx, banned, max_len):
 
 
 def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_len, length_alpha):
-    """``capstone.beam_search`` for every image of a batch in one while loop.
+    """``tests.decoding_oracle`` for every image of a batch in one while loop.
 
     Inputs: init_state LSTMState [B, LSTM_UNITS]; beam_size [] int32, max_len [] int32 and
       length_alpha [] float64 tensors.
@@ -107,14 +107,14 @@ def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_l
         length = t + 1  # of a caption that ends now, END included
         probs, new_state = next_word_probs(layers, words, state)                         # [B*K, vocab]
         # An image's 2K best continuations can only use each slot's own 2K most probable words,
-        # so the scores (float64, as capstone.beam_search) are computed for those alone.
+        # so the scores (float64, as tests.decoding_oracle) are computed for those alone.
         per_row = tf.minimum(2 * k, vocab_size)
         row_probs, row_words = tf.math.top_k(tf.where(allowed, probs, -1.0), per_row)   # [B*K, 2K], banned: -1
         log_probs = tf.where(row_probs >= 0, tf.math.log(tf.maximum(tf.cast(row_probs, tf.float64), 1e-30)),
                              minus_inf)
         totals = open_scores[:, :, None] + tf.reshape(log_probs, [batch, k, per_row])    # [B, K, 2K]
         # The 2K best over all slots, best first; among equal totals the lower slot, then the
-        # lower word comes first, the order of capstone.beam_search's flat index slot * vocab + word.
+        # lower word comes first, the order of tests.decoding_oracle's flat index slot * vocab + word.
         cand_scores, cand_index = tf.math.top_k(tf.reshape(totals, [batch, k * per_row]), 2 * k)  # [B, 2K]
         cand_slot = cand_index // per_row
         cand_word = tf.gather(tf.reshape(row_words, [batch, k * per_row]), cand_index, batch_dims=1)
@@ -141,7 +141,7 @@ def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_l
         next_tokens = tf.where(at_t, next_word[:, :, None], tf.gather(open_tokens, next_slot, batch_dims=1))
 
         # Stop an image when its best open beam cannot beat its K-th finished caption any more,
-        # or when nothing goes on (as capstone.beam_search breaks out of its loop).
+        # or when nothing goes on (as tests.decoding_oracle breaks out of its loop).
         count = tf.reduce_sum(tf.cast(tf.math.is_finite(new_fin_scores), tf.int32), 1)  # [B]
         kth = new_fin_scores[:, -1]
         best_open = tf.reduce_max(next_scores, 1) / tf.cast(max_len + 1, tf.float64) ** alpha

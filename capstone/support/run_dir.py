@@ -18,7 +18,7 @@ import os
 
 import tensorflow as tf
 
-from capstone.atomic import write_json
+from capstone.support.atomic import write_json
 from capstone.config import ModelConfig, TrainingConfig, config_from_dict
 from capstone.errors import CapstoneError
 
@@ -98,14 +98,29 @@ def write_history(path, history):
     write_json(os.path.join(path, HISTORY), history)
 
 
+def _newest_in(directory):
+    """The newest checkpoint prefix that TensorFlow's ``checkpoint`` index file names in ``directory``.
+
+    The index may hold absolute paths from the machine that trained (a run copied from a GPU
+    notebook to a laptop): a path that is not there is looked up by its file name in ``directory``.
+    """
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None or not state.model_checkpoint_path:
+        return None
+    for prefix in (state.model_checkpoint_path, os.path.join(directory, os.path.basename(state.model_checkpoint_path))):
+        if tf.io.gfile.exists(prefix + ".index"):
+            return prefix
+    return None
+
+
 def latest_checkpoint(path):
     """Prefix of the newest epoch checkpoint, or None when training has not saved one yet."""
-    return tf.train.latest_checkpoint(os.path.join(path, CHECKPOINTS))
+    return _newest_in(os.path.join(path, CHECKPOINTS))
 
 
 def best_checkpoint(path):
     """The checkpoint to caption with: lowest validation loss if known, else the newest."""
-    found = tf.train.latest_checkpoint(os.path.join(path, BEST)) or latest_checkpoint(path)
+    found = _newest_in(os.path.join(path, BEST)) or latest_checkpoint(path)
     if found is None:
         raise CapstoneError(f"{path}: no checkpoint found in {CHECKPOINTS}/ or {BEST}/; train the model first")
     return found
@@ -121,3 +136,14 @@ def restore(saver, session, checkpoint):
         raise CapstoneError(
             f"{checkpoint}: checkpoint is unreadable or does not match this model ({first_line[:300]})"
         ) from None
+
+
+def best_validation_loss(run_dir):
+    """The lowest validation loss in RUN_DIR/history.json (that is the checkpoint captioning uses)."""
+    load_run(run_dir)  # a clear error when it is not a run directory
+    losses = [record.get("val_loss") for record in read_history(run_dir) if isinstance(record, dict)]
+    losses = [loss for loss in losses if loss is not None]
+    if not losses:
+        raise CapstoneError(f"{os.path.join(run_dir, HISTORY)}: no epoch with a validation loss; train "
+                            f"with validation data (--val-embeds/--val-fns) for at least one epoch")
+    return min(losses)

@@ -10,17 +10,18 @@ picks up where it stopped.
 """
 
 import dataclasses
+import json
 import os
 import time
 
-from capstone import run_dir as runs
-from capstone.captions import captions_for_fns, load_captions
+from capstone.support import run_dir as runs
+from capstone.data.caption_files import captions_for_fns, load_captions
 from capstone.config import ModelConfig, TrainingConfig
-from capstone.embed import embed_images, embeddings_paths, save_embeddings
-from capstone.evaluate_run import evaluate_baseline, evaluate_model, plot_examples, read_images
-from capstone.evaluation import format_scores
-from capstone.shapes_dataset import SPLITS, make_shapes_preset
-from capstone.atomic import write_json
+from capstone.encoders.embed import embed_images, embeddings_paths, read_embeddings, save_embeddings
+from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model, plot_examples, read_images
+from capstone.evaluation.metrics import format_scores
+from capstone.data.shapes_dataset import SPLITS, make_shapes_preset
+from capstone.support.atomic import write_json
 from capstone.final_model import FinalModel
 from capstone.training import train
 
@@ -48,8 +49,6 @@ def demo_settings(quick):
 
 def embed_split(image_zip, prefix, log):
     """Embeddings of one split, computed once and then read from the pickles."""
-    from capstone.cli import read_embeddings
-
     embeds_fn, fns_fn = embeddings_paths(prefix)
     if os.path.exists(embeds_fn) and os.path.exists(fns_fn):
         return read_embeddings(embeds_fn, fns_fn)
@@ -102,3 +101,15 @@ def run_demo(out="runs/demo", quick=False, log=print):
     for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour"):
         log(f"  {name:18s} {format_scores(metrics[name])}")
     return metrics
+
+
+def add_arguments(p):
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="small dataset and short training (about 2 minutes)")
+
+
+def run(args):
+    metrics = run_demo(args.out, quick=args.quick, log=lambda text: print(text, flush=True))
+    print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json; "
+          f"caption your own photos: python -m capstone caption {args.out} photo.jpg)")
+    print(json.dumps({name: metrics[name] for name in ("greedy", "beam3", "nearest_neighbour")}))

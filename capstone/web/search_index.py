@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from capstone.atomic import write_json
+from capstone.support.atomic import write_json
 from capstone.captions import split_sentence
 from capstone.errors import CapstoneError
 from utils.image_files import ImageFiles

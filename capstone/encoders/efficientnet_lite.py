@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from capstone.errors import CapstoneError
-from capstone.torch_pickle import read_state_dict
+from capstone.encoders.torch_pickle import read_state_dict
 
 IMG_SIZE = 224  # the resolution Lite0 was trained at
 EMBED_SIZE = 1280  # channels of the head convolution = length of the pooled embedding

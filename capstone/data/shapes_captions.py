@@ -3,7 +3,7 @@
     make_captions(rng, scene)  # ["A small red circle left of a big blue square", "two shapes, ...", ...]
 """
 
-from capstone.shapes_scenes import SHAPES, pick
+from capstone.data.shapes_scenes import SHAPES, pick
 
 CAPTIONS_PER_IMAGE = 5
 SIZE_WORDS = {"small": ("small", "little"), "big": ("big", "large")}

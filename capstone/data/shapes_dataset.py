@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from capstone.atomic import atomic_open, write_json
+from capstone.support.atomic import atomic_open, write_json
 from capstone.errors import CapstoneError
-from capstone.shapes_captions import CAPTIONS_PER_IMAGE, make_captions
-from capstone.shapes_scenes import make_scene, render_scene
+from capstone.data.shapes_captions import CAPTIONS_PER_IMAGE, make_captions
+from capstone.data.shapes_scenes import make_scene, render_scene
 
 # Bump when the drawing or the grammar changes: old datasets on disk are then rebuilt.
 GENERATOR_VERSION = 1
@@ -120,7 +120,7 @@ def _write_split(path, split, count, image_size, seed):
                 annotation_id = image_id * CAPTIONS_PER_IMAGE + number  # unique over all splits
                 annotations.append({"id": annotation_id, "image_id": image_id, "caption": caption})
             scenes.append({"file_name": file_name, **scene})
-    info = {"description": f"coloured shapes drawn by capstone.shapes_dataset (seed {seed})",
+    info = {"description": f"coloured shapes drawn by capstone.data.shapes_dataset (seed {seed})",
             "version": GENERATOR_VERSION}
     return {"info": info, "images": images, "annotations": annotations}, {"info": info, "scenes": scenes}
 

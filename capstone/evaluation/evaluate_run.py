@@ -10,10 +10,10 @@ import zipfile
 
 import numpy as np
 
-from capstone.baseline import nearest_neighbour_captions
-from capstone.captions import captions_for_fns
+from capstone.evaluation.baseline import nearest_neighbour_captions
+from capstone.data.caption_files import captions_for_fns
 from capstone.errors import CapstoneError
-from capstone.evaluation import score_captions
+from capstone.evaluation.metrics import score_captions
 from utils import decode_image_from_buf
 
 
@@ -75,7 +75,7 @@ def plot_examples(images, generated, references, path, columns=4):
 
     from matplotlib.figure import Figure  # not pyplot: a file, whatever backend a notebook uses
 
-    from capstone.atomic import atomic_open
+    from capstone.support.atomic import atomic_open
 
     rows = int(np.ceil(len(images) / columns))
     fig = Figure(figsize=(4 * columns, 5.2 * rows))

@@ -1,0 +1,65 @@
+"""``python -m capstone caption``: caption images or precomputed embeddings with a run."""
+
+import os
+
+from capstone.encoders.embed import read_embeddings
+from capstone.errors import CapstoneError
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", help="run directory written by 'train'")
+    p.add_argument("images", nargs="*", help="image files to caption (uses the run's encoder)")
+    p.add_argument("--embeds", help="precomputed embeddings pickle instead of images")
+    p.add_argument("--fns", help="file names pickle that goes with --embeds")
+    p.add_argument("--sample", action="store_true", help="sample words instead of taking the most likely")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--beam", type=int, default=0, help="beam search with this many beams (0: greedy)")
+    p.add_argument("--max-len", type=int, default=20, help="most words per caption (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed for --sample")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def _check_caption_args(args):
+    if args.beam < 0 or (args.beam and args.sample):
+        raise CapstoneError("--beam must be a positive beam size and cannot be combined with --sample")
+    if args.temperature <= 0:
+        raise CapstoneError(f"--temperature must be > 0, got {args.temperature}")
+    if bool(args.embeds) != bool(args.fns):
+        raise CapstoneError("give both --embeds and --fns, or neither")
+    if bool(args.embeds) == bool(args.images):
+        raise CapstoneError("give image files, or --embeds and --fns")
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise CapstoneError(f"{path}: image file does not exist")
+
+
+def caption_batches(model, names, inputs, args, kind):
+    """Yield (name, caption) for inputs given as images or embeddings, batch by batch."""
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    for start in range(0, len(names), args.batch_size):
+        batch = {kind: inputs[start:start + args.batch_size]}
+        if args.beam:
+            texts = [found[0][0] for found in model.beam_captions(**batch, beam_size=args.beam, max_len=args.max_len)]
+        else:
+            texts = model.captions(**batch, t=args.temperature, sample=args.sample, max_len=args.max_len, rng=rng)
+        yield from zip(names[start:start + args.batch_size], texts)
+
+
+def run(args):
+    from capstone.final_model import FinalModel
+
+    _check_caption_args(args)
+    if args.embeds:
+        embeds, fns = read_embeddings(args.embeds, args.fns)
+        model = FinalModel.load(args.run_dir)
+        pairs = caption_batches(model, fns, embeds, args, "embeddings")
+    else:
+        from capstone.encoders.images import load_images_for_model
+
+        model = FinalModel.load(args.run_dir, with_encoder=True)
+        images = load_images_for_model(args.images, model.encoder.image_size)
+        pairs = caption_batches(model, args.images, images, args, "images")
+    for name, caption in pairs:
+        print(f"{name}\t{caption}", flush=True)

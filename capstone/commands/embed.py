@@ -1,0 +1,27 @@
+"""``python -m capstone embed``: images (zip or folder) -> the course's embedding pickles."""
+
+import os
+import sys
+
+from capstone.errors import CapstoneError
+
+
+def add_arguments(p):
+    p.add_argument("source", help="zip file or folder of images")
+    p.add_argument("--encoder", default="efficientnet_lite0", help="inception_v3 (course) or efficientnet_lite0 (offline)")
+    p.add_argument("--weights", default="imagenet", help="imagenet, a weights file, or an http(s) URL (inception_v3)")
+    p.add_argument("--out", required=True, help="PREFIX: writes PREFIX_img_embeds.pickle and PREFIX_img_fns.pickle")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def run(args):
+    from capstone.encoders.embed import embed_images, save_embeddings
+    from capstone.encoders import encoder_spec
+
+    encoder_spec(args.encoder)  # an unknown name fails before any work
+    if not os.path.exists(args.source):
+        raise CapstoneError(f"{args.source}: no such zip file or folder")
+    embeds, fns = embed_images(args.source, args.encoder, weights=args.weights, batch_size=args.batch_size)
+    for path in save_embeddings(args.out, embeds, fns):
+        print(path)
+    print(f"{len(fns)} images, {embeds.shape[1]}-d embeddings ({args.encoder})", file=sys.stderr)

@@ -1,0 +1,67 @@
+"""``python -m capstone evaluate``: BLEU/METEOR/ROUGE-L/CIDEr of a run on captioned images."""
+
+import os
+
+from capstone.encoders.embed import read_embeddings
+from capstone.errors import CapstoneError
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", help="run directory written by 'train'")
+    p.add_argument("--images", help="zip or folder of test images (embedded with the run's encoder)")
+    p.add_argument("--embeds", help="or: precomputed test embeddings pickle")
+    p.add_argument("--fns", help="file names pickle that goes with --embeds")
+    p.add_argument("--captions", required=True, action="append", help="reference captions, as for 'train'")
+    p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy)")
+    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--baseline", metavar="TRAIN_PREFIX",
+                   help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
+    p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<images>.json)")
+
+
+def run(args):
+    import json
+
+    from capstone.support.atomic import write_json
+    from capstone.data.caption_files import load_captions
+    from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model
+    from capstone.evaluation.metrics import format_scores
+    from capstone.final_model import FinalModel
+    from capstone.support.run_dir import load_run
+
+    if args.beam < 0:
+        raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
+    if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
+        raise CapstoneError("give --images, or --embeds and --fns")
+    fn_to_captions = {}
+    for source in args.captions:
+        fn_to_captions.update(load_captions(source))
+    run = load_run(args.run_dir)
+    if args.images:
+        from capstone.encoders.embed import embed_images
+
+        if not run.encoder:
+            raise CapstoneError(f"{args.run_dir}: config.json names no encoder; use --embeds/--fns")
+        if not os.path.exists(args.images):
+            raise CapstoneError(f"{args.images}: no such zip file or folder")
+        embeds, fns = embed_images(args.images, run.encoder)
+    else:
+        embeds, fns = read_embeddings(args.embeds, args.fns)
+    source = " + ".join(args.captions)
+    model = FinalModel.load(args.run_dir)
+    report = {"model": evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
+                                      source=source)}
+    if args.baseline:
+        from capstone.data.caption_files import captions_for_fns
+        from capstone.encoders.embed import embeddings_paths
+
+        train_embeds, train_fns = read_embeddings(*embeddings_paths(args.baseline))
+        report["nearest_neighbour"] = evaluate_baseline(
+            train_embeds, captions_for_fns(train_fns, fn_to_captions, source), embeds, fns, fn_to_captions,
+            source=source)
+    name = os.path.basename(os.path.normpath(args.images or args.embeds))
+    out = args.out or os.path.join(args.run_dir, f"metrics_{name}{'_beam%d' % args.beam if args.beam else ''}.json")
+    write_json(out, {key: value for key, value in report.items()})
+    for key, value in report.items():
+        print(f"{key:18s} {format_scores(value['scores'])}")
+    print(json.dumps(report["model"]["scores"]))

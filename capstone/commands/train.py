@@ -1,0 +1,50 @@
+"""``python -m capstone train``: train the decoder on image embeddings + captions."""
+
+import dataclasses
+import sys
+
+from capstone.commands.common import (ENCODER_BY_EMBED_SIZE, add_config_flags, config_from_args,
+                                      load_split)
+from capstone.config import ModelConfig, TrainingConfig
+from capstone.errors import CapstoneError
+
+
+def add_arguments(p):
+    p.add_argument("--train-embeds", required=True, help="train_img_embeds.pickle")
+    p.add_argument("--train-fns", required=True, help="train_img_fns.pickle")
+    p.add_argument("--captions", required=True, action="append",
+                   help="captions: COCO .zip (optionally zip:member.json), COCO .json or image,caption .csv; "
+                        "repeat for separate train/val files")
+    p.add_argument("--val-embeds", help="val_img_embeds.pickle")
+    p.add_argument("--val-fns", help="val_img_fns.pickle")
+    p.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")
+    p.add_argument("--encoder", default="auto",
+                   help="encoder that made the embeddings (auto: by size, 2048 inception_v3, 1280 efficientnet_lite0)")
+    p.add_argument("--epochs", dest="n_epochs", type=int, help="default 12")
+    p.add_argument("--batches-per-epoch", dest="n_batches_per_epoch", type=int, help="default 1000")
+    add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch"))
+    add_config_flags(p, ModelConfig, skip=("img_embed_size",))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args):
+    from capstone import training
+
+    if bool(args.val_embeds) != bool(args.val_fns):
+        raise CapstoneError("give both --val-embeds and --val-fns, or neither")
+    train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
+    val_embeds = val_captions = None
+    if args.val_embeds:
+        val_embeds, val_captions = load_split(args.val_embeds, args.val_fns, args.captions)
+    encoder = ENCODER_BY_EMBED_SIZE.get(train_embeds.shape[1]) if args.encoder == "auto" else args.encoder
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    model_config = None
+    if any(getattr(args, name, None) is not None for name in model_fields):
+        model_config = config_from_args(ModelConfig, args)
+    history = training.train(
+        args.out, train_embeds, train_captions, val_embeds, val_captions,
+        model_config=model_config, training_config=config_from_args(TrainingConfig, args),
+        encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
+    if history:
+        print(f"{args.out}: {len(history)} epochs, last train loss {history[-1]['train_loss']:.3f}"
+              + (f", val loss {history[-1]['val_loss']:.3f}" if history[-1]["val_loss"] is not None else ""))

@@ -1,0 +1,4 @@
+"""What the course code leans on: atomic file writes, the TensorFlow session, the run directory.
+
+May import only ``capstone.errors`` and ``capstone.config``.
+"""

@@ -1,0 +1,122 @@
+"""What the service does with an image, free of HTTP: check it, caption it, describe it.
+
+``Captioner`` wraps one FinalModel loaded with its image encoder; every method may be called
+from many threads at once (nothing changes after loading; a Session runs concurrent calls safely).
+"""
+
+import glob
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib; used for headers only
+
+from capstone.captions import START
+from capstone.encoders.images import image_for_model
+from capstone.errors import CapstoneError
+from capstone.support import run_dir as runs
+
+MEGABYTE = 2 ** 20
+DEFAULT_MAX_UPLOAD_BYTES = 10 * MEGABYTE  # an upload or a fetched image larger than this is refused (413)
+DEFAULT_MAX_PIXELS = 40_000_000  # a small file can claim a huge picture ("decompression bomb")
+MAX_QUERY_CHARS = 500
+MAX_RESULTS = 100
+
+
+def check_image_header(buf, name, max_pixels):
+    """Refuse bytes that are not an image, or whose header claims more than ``max_pixels``,
+    before anything allocates the decoded picture. Pillow reads only the header here."""
+    try:
+        with Image.open(io.BytesIO(buf)) as picture:
+            width, height = picture.size
+    except Image.DecompressionBombError:  # Pillow's own limit (~179 million pixels) came first
+        raise CapstoneError(f"{name}: more than the limit of {max_pixels:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise CapstoneError(f"{name}: not an image (expected a JPEG, PNG, BMP or WebP file)") from None
+    if width * height > max_pixels:
+        raise CapstoneError(f"{name}: {width} x {height} is more than the limit of {max_pixels:,} pixels")
+
+
+class Captioner:
+    """One FinalModel with its image encoder, as the service uses it.
+
+    model: a ``capstone.final_model.FinalModel`` loaded with an encoder (raw pixels in).
+    Every method may be called from many threads at once: nothing here or in the model changes
+    after loading, and a TensorFlow Session runs concurrent ``run`` calls safely.
+    """
+
+    def __init__(self, model, beam_size=3, max_len=20, top_words=5, max_pixels=DEFAULT_MAX_PIXELS):
+        if model.input_images is None:
+            raise CapstoneError("the caption service needs the model's image encoder: load it with with_encoder=True")
+        self.model = model
+        self.beam_size = beam_size
+        self.max_len = max_len
+        self.top_words = top_words
+        self.max_pixels = max_pixels
+
+    @property
+    def image_size(self):
+        return self.model.encoder.image_size
+
+    def pixels(self, buf, name="image"):
+        """Bytes of an image file -> [S, S, 3] float32 pixels: its centre square, resized."""
+        check_image_header(buf, name, self.max_pixels)
+        return image_for_model(buf, self.image_size, name=name)
+
+    def embed(self, pixels):
+        """[S, S, 3] pixels -> [1, IMG_EMBED]: the CNN runs once, then the decoder is fed the
+        embedding for the greedy caption, the beam search and the first-word probabilities."""
+        return self.model.session.run(self.model.img_embeds, {self.model.input_images: pixels[None]})
+
+    def describe(self, pixels):
+        """-> {"caption", "beam_captions": [{"caption", "score"}], "next_words": [{"word", "probability"}]}"""
+        embedding = self.embed(pixels)
+        caption = self.model.captions(embeddings=embedding, max_len=self.max_len)[0]
+        beams = self.model.beam_captions(embeddings=embedding, beam_size=self.beam_size, max_len=self.max_len)[0]
+        return {
+            "caption": caption,
+            "beam_captions": [{"caption": text, "score": float(score)} for text, score in beams],
+            "next_words": self.first_words(embedding),
+        }
+
+    def first_words(self, embedding):
+        """The ``top_words`` most likely first words after START, with their probabilities."""
+        state = self.model.initial_state(embeddings=embedding)
+        probs, _ = self.model.step([self.model.vocab[START]], state)  # [1, vocab]
+        probs = probs[0].astype(np.float64)
+        probs[self.model.banned_tokens] = 0.0  # PAD and START are never predicted
+        best = np.argsort(-probs, kind="stable")[:self.top_words]
+        return [{"word": self.model.inverse_vocab[int(i)], "probability": float(probs[i])} for i in best]
+
+    def captions_for_file(self, path):
+        """An image file -> its captions for the search index: greedy first, then the beams."""
+        with open(path, "rb") as f:
+            buf = f.read()
+        return all_captions(self.describe(self.pixels(buf, name=os.path.basename(path))))
+
+
+def all_captions(result):
+    """The greedy caption, then the beam captions that differ from it: what an image is searched
+    by (in the index), or searched with (search by image)."""
+    return list(dict.fromkeys([result["caption"]] + [beam["caption"] for beam in result["beam_captions"]]))
+
+
+def model_id(run_path, **settings):
+    """A short hash of what the captions depend on: config, vocabulary, checkpoint files, settings.
+
+    A saved search index made with another id is captioned again.
+    """
+    digest = hashlib.sha256()
+    for name in (runs.CONFIG, runs.VOCAB):
+        with open(os.path.join(run_path, name), "rb") as f:
+            digest.update(f.read())
+    checkpoint = runs.best_checkpoint(run_path)
+    for path in sorted(glob.glob(glob.escape(checkpoint) + ".*")):
+        stat = os.stat(path)
+        digest.update(f"{os.path.basename(path)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
