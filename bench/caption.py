@@ -10,7 +10,7 @@ but the caption lengths) captions the same 200 embeddings, greedily, up to 20 wo
   (c) ours:          FinalModel.captions, the whole batch in one Session.run (capstone.fast.decoding)
 
 Also shown (not peers): our Python loop over the whole batch (one Session.run per word), and beam
-search (k=3) in the graph against tests.decoding_oracle one image at a time. Batched methods are
+search (k=3) in the graph against tests/decoding_oracle.py one image at a time. Batched methods are
 timed ``--repeats`` times (the best counts) after a warm-up; the per-image loops run once, the
 Keras one on ``--peer-images`` and the numpy beam search on ``--beam-images`` images only (their
 cost per image does not depend on how many there are, and they are slow).
@@ -31,7 +31,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # synthetic.untrained_run
+sys.path.insert(0, str(REPO / "tests"))  # synthetic.untrained_run, the decoding oracles
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -40,6 +40,7 @@ from capstone.captions import END, START  # noqa: E402
 from capstone.config import ModelConfig  # noqa: E402
 from capstone.decoder import SCOPE  # noqa: E402
 from capstone.final_model import FinalModel  # noqa: E402
+from decoding_oracle import beam_search_tokens_stepwise, greedy_tokens_stepwise  # noqa: E402
 from synthetic import untrained_run  # noqa: E402
 
 v1 = tf.compat.v1
@@ -139,7 +140,7 @@ def main():
     max_len = args.max_len
 
     def course_loop(rows):
-        return [model.sample_tokens_stepwise(embeddings=rows[i:i + 1], max_len=max_len)[0] for i in range(len(rows))]
+        return [greedy_tokens_stepwise(model, rows[i:i + 1], max_len=max_len)[0] for i in range(len(rows))]
 
     def keras_per_image(rows):
         tokens = []
@@ -159,11 +160,11 @@ def main():
         ("(b) Keras 3 predict per word per image", keras_per_image, peer_embeds, True),
         ("(b2) Keras 3 predict per word, whole batch", keras_batched, embeds, True),
         ("ours: Python loop, Session.run per word for the batch",
-         lambda rows: model.sample_tokens_stepwise(embeddings=rows, max_len=max_len), embeds, False),
+         lambda rows: greedy_tokens_stepwise(model, rows, max_len=max_len), embeds, False),
         ("(c) ours: in-graph greedy, one Session.run",
          lambda rows: model.sample_tokens(embeddings=rows, max_len=max_len), embeds, False),
-        ("beam k=3: tests.decoding_oracle per image", lambda rows: model.beam_search_tokens_stepwise(
-            embeddings=rows, beam_size=3, max_len=max_len), beam_embeds, False),
+        ("beam k=3: tests/decoding_oracle.py per image", lambda rows: beam_search_tokens_stepwise(
+            model, rows, beam_size=3, max_len=max_len), beam_embeds, False),
         ("beam k=3: ours in-graph, one Session.run", lambda rows: model.beam_search_tokens(
             embeddings=rows, beam_size=3, max_len=max_len), embeds, False),
     ]
@@ -177,10 +178,10 @@ def main():
     agree = {name: np.mean([a == b for a, b in zip(greedy, results[name])]) for name, _, _, peer in cases
              if peer or "Python loop" in name}
     beam_ours = [[t for t, _ in f] for f in results["beam k=3: ours in-graph, one Session.run"][:len(beam_embeds)]]
-    beam_ref = [[t for t, _ in f] for f in results["beam k=3: tests.decoding_oracle per image"]]
+    beam_ref = [[t for t, _ in f] for f in results["beam k=3: tests/decoding_oracle.py per image"]]
     print("same greedy tokens as (c): " + ", ".join(f"{name.split(' ')[0]} {100 * v:.0f}%"
                                                       for name, v in agree.items()))
-    print(f"same beams as tests.decoding_oracle: {100 * np.mean([a == b for a, b in zip(beam_ours, beam_ref)]):.0f}%; "
+    print(f"same beams as tests/decoding_oracle.py: {100 * np.mean([a == b for a, b in zip(beam_ours, beam_ref)]):.0f}%; "
           f"mean greedy caption length {np.mean([len(t) for t in greedy]):.1f} tokens")
     ours = timings["(c) ours: in-graph greedy, one Session.run"]
     fastest_peer = max(timings[name] for name, _, _, peer in cases if peer)

@@ -4,7 +4,7 @@ Same architecture (the course's sizes: 2048-d embeddings -> 120 -> LSTM 300, wor
 logits through 120 to a COCO-sized vocabulary of 8,769 tokens), same batches (64 captions of
 COCO-like lengths, max_len 20), same initial weights, Adam(0.001):
 
-  (a) ours:    capstone.decoder.Decoder(fast=True) as training uses it; fast=False for reference
+  (a) ours:    capstone.fast.FastDecoder as training uses it; the course Decoder for reference
   (b) course:  the course notebook's graph, legacy Keras layers + tf.compat.v1 LSTMCell +
                dynamic_rnn, in a subprocess with TF_USE_LEGACY_KERAS=1 (needs tf_keras, see
                bench/requirements.txt)
@@ -103,18 +103,18 @@ class Timer:
 class OursVariant:
     """A decoder of ours in its own graph and session, started from the shared initial weights.
 
-    make_decoder() builds it (default Decoder(fast=True)); xla turns on the session's XLA
+    make_decoder() builds it (default FastDecoder, what training uses); xla turns on the session's XLA
     auto-clustering; threads = (intra, inter) or None for make_session's choice.
     """
 
     def __init__(self, weights, batches, make_decoder=None, xla=False, threads=None):
         import tensorflow as tf
 
-        from capstone.decoder import Decoder
+        from capstone.fast import FastDecoder
         from capstone.support.tf_session import session_config
 
         v1 = tf.compat.v1
-        make_decoder = make_decoder or (lambda: Decoder(VOCAB_SIZE, PAD_IDX, model_config(), fast=True))
+        make_decoder = make_decoder or (lambda: FastDecoder(VOCAB_SIZE, PAD_IDX, model_config()))
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.decoder = make_decoder()
@@ -143,14 +143,16 @@ class OursVariant:
 
 
 def staged_decoders():
-    """Decoders that add the speed-ups of Decoder(fast=True) one at a time (for --levers).
+    """Decoders that add the speed-ups of FastDecoder one at a time (for --levers).
 
-    Returns {label: function building that decoder}. The first two stages are how Decoder(fast=True)
+    Returns {label: function building that decoder}. The first two stages are how the fast graph
     used to work: inputs projected outside dynamic_rnn's loop, then logits gathered at non-PAD positions.
     """
     import tensorflow as tf
 
     from capstone.decoder import Decoder
+    from capstone.fast import FastDecoder
+    from capstone.fast.ops import pack_by_length
     from capstone.layers import LSTMState
 
     v1 = tf.compat.v1
@@ -184,11 +186,10 @@ def staged_decoders():
         gather_logits = False
 
         def build_rnn(self):
-            self.lstm.build(self.config.word_embed_size)
             self.hidden_states, _ = v1.nn.dynamic_rnn(
                 ProjectedInputLSTM(self.lstm), self.lstm.project_inputs(self.word_embeds),
                 initial_state=LSTMState(self.c0, self.h0), scope="rnn")
-            self.flat_hidden_states = tf.reshape(self.hidden_states, [-1, self.config.lstm_units])
+            self.flat_hidden_states = tf.reshape(self.hidden_states, [-1, self.model_config.lstm_units])
 
         def build_logits(self):
             self.flat_ground_truth = tf.reshape(self.sentences[:, 1:], [-1])
@@ -204,29 +205,35 @@ def staged_decoders():
     class GatheredLogits(ProjectedInputs):
         gather_logits = True
 
-    class PackedLSTM(Decoder):
-        """Decoder(fast=True) with the course's embedding lookup and TensorFlow's cross-entropy."""
+    class PackedLSTM(FastDecoder):
+        """FastDecoder with the course's embedding lookup and TensorFlow's cross-entropy."""
 
-        def build_word_embeddings(self):
-            self.word_embeds = self._dropout(self.word_embed(self.sentences[:, :-1]))
+        def build_packing(self):
+            targets = self.sentences[:, 1:]
+            self.packing = pack_by_length(tf.not_equal(targets, self.pad_idx))
+            word_embeds = self.dropout(self.layers.word_embed(self.sentences[:, :-1]))
+            self.packed_words = tf.gather_nd(word_embeds, self.packing.positions)
 
         def build_loss(self):
-            xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.flat_ground_truth,
-                                                                  logits=self.flat_token_logits)
-            self.loss = tf.reduce_sum(xent * self.flat_loss_mask) / tf.maximum(tf.reduce_sum(self.flat_loss_mask), 1.0)
+            ground_truth = tf.gather_nd(self.sentences[:, 1:], self.packing.positions)
+            real = tf.reshape(tf.where(tf.not_equal(ground_truth, self.pad_idx)), [-1])
+            hidden = tf.gather(self.packed_hidden_states, real)
+            logits = self.layers.token_logits(self.layers.token_logits_bottleneck(hidden))
+            xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(ground_truth, real), logits=logits)
+            self.loss = tf.reduce_sum(xent) / tf.maximum(tf.cast(tf.size(xent), tf.float32), 1.0)
 
     class HandWrittenCrossEntropy(PackedLSTM):
-        build_loss = Decoder.build_loss
+        build_loss = FastDecoder.build_loss
 
-    def make(cls, fast):
-        return lambda: cls(VOCAB_SIZE, PAD_IDX, model_config(), fast=fast)
+    def make(cls):
+        return lambda: cls(VOCAB_SIZE, PAD_IDX, model_config())
 
     return {
-        "  1. + inputs projected outside the loop": make(ProjectedInputs, False),
-        "  2. + logits only at non-PAD positions": make(GatheredLogits, False),
-        "  3. + packed LSTM, hand-written backward": make(PackedLSTM, True),
-        "  4. + logits & cross-entropy gradient by hand": make(HandWrittenCrossEntropy, True),
-        "  5. + dense embedding gradient (= fast)": make(Decoder, True),
+        "  1. + inputs projected outside the loop": make(ProjectedInputs),
+        "  2. + logits only at non-PAD positions": make(GatheredLogits),
+        "  3. + packed LSTM, hand-written backward": make(PackedLSTM),
+        "  4. + logits & cross-entropy gradient by hand": make(HandWrittenCrossEntropy),
+        "  5. + dense embedding gradient (= FastDecoder)": make(FastDecoder),
     }
 
 
@@ -420,7 +427,7 @@ def main():
                 peer.losses()  # wait for the peers to build before our timing starts
             from capstone.decoder import Decoder
             course_graph = OursVariant(weights, batches, lambda: Decoder(VOCAB_SIZE, PAD_IDX, model_config()))
-            variants = {"(a) ours: Decoder(fast=True)": ours, "(a) ours: Decoder(fast=False)": course_graph}
+            variants = {"(a) ours: FastDecoder": ours, "(a) ours: course Decoder": course_graph}
             if args.levers:
                 variants.update(lever_variants(weights, batches))
             # every variant starts from the shared initial weights: the same losses, step by step
@@ -461,7 +468,7 @@ def report(rounds, losses, peers, load_before):
         speed[name] = max(per_round)
         cpu = min(t["cpu"] / t["steps"] for t in timings)
         print(f"{name:52s} {speed[name]:8.2f} {np.median(per_round):9.2f} {cpu:11.3f}")
-    ours = "(a) ours: Decoder(fast=True)"
+    ours = "(a) ours: FastDecoder"
     print(f"losses of ours, {len(losses[ours])} steps from the shared weights: "
           f"{' '.join(f'{x:.5f}' for x in losses[ours])}")
     for name, values in losses.items():

@@ -5,8 +5,14 @@ trained model can be rebuilt exactly; unknown keys in that file are an error, no
 """
 
 import dataclasses
+import numbers
 
 from capstone.errors import CapstoneError
+
+# Defaults shared by training and captioning.
+MAX_LEN = 20          # MAX_LEN: captions are cut to this many tokens in training; the most words a caption gets
+BEAM_SIZE = 3         # captions kept at each step of beam search
+LENGTH_ALPHA = 1.0    # beam score = sum(log p) / length ** alpha: 1 = mean log probability per token
 
 
 @dataclasses.dataclass
@@ -25,7 +31,7 @@ class TrainingConfig:
     n_epochs: int = 12                # epochs to train in total (a resumed run continues up to this)
     n_batches_per_epoch: int = 1000   # batches per epoch (the course's 1000)
     n_validation_batches: int = 100   # fixed validation batches evaluated after each epoch
-    max_len: int = 20                 # MAX_LEN: captions are cut to this many tokens (START/END included)
+    max_len: int = MAX_LEN            # MAX_LEN: captions are cut to this many tokens (START/END included)
     learning_rate: float = 0.001      # Adam step size (the course's default)
     min_count: int = 5                # a word enters the vocabulary after this many occurrences
     patience: int = 0                 # stop after this many epochs without a better val loss (0 = never)
@@ -39,3 +45,24 @@ def config_from_dict(cls, values, where):
     if unknown:
         raise CapstoneError(f"{where}: unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
     return cls(**values)
+
+
+def check_beam_size(beam_size):
+    """A beam size is a positive whole number (not True, not 2.0): the one check, used everywhere."""
+    if not isinstance(beam_size, numbers.Integral) or isinstance(beam_size, bool) or beam_size <= 0:
+        raise CapstoneError(f"beam size must be a positive integer, got {beam_size!r}")
+    return int(beam_size)
+
+
+def check_max_len(max_len):
+    """The most words of a caption: a whole number >= 0."""
+    if not isinstance(max_len, numbers.Integral) or isinstance(max_len, bool) or max_len < 0:
+        raise CapstoneError(f"max_len must be a non-negative integer, got {max_len!r}")
+    return int(max_len)
+
+
+def check_temperature(temperature):
+    """Sampling temperature: a number > 0 (1 = the model's own probabilities)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
+        raise CapstoneError(f"temperature must be > 0, got {temperature!r}")
+    return float(temperature)

@@ -6,10 +6,10 @@ Here the state is *fed* and *returned*: ``init_lstm`` computes it from the image
 takes (current_word, lstm_c, lstm_h) and returns (probabilities, new c, new h). Nothing in the
 graph changes while captioning, so one model serves any number of threads.
 
-Captioning a batch runs inside the graph (``capstone.fast.decoding``): ``greedy_tokens`` and
-``beam_tokens`` are built once, and ``captions``/``beam_captions`` make one Session.run per batch.
-The Python loops over ``one_step`` stay as the readable reference (``sample_tokens_stepwise`` and
-``tests.decoding_oracle``) and give the same tokens.
+Captioning a batch runs inside the graph (``capstone.fast.decoding``): ``greedy_tokens`` (greedy
+or sampled at a temperature) and ``beam_tokens`` are built once, and ``captions``/``beam_captions``
+make one Session.run per batch. Plain Python loops over ``one_step`` live in
+tests/decoding_oracle.py, which the tests check the in-graph decoders against.
 
 Two inputs are possible, chosen when the model is built:
 * ``img_embeds`` [B, IMG_EMBED]: precomputed CNN embeddings (the course's pickles);
@@ -20,13 +20,14 @@ Two inputs are possible, chosen when the model is built:
 import numpy as np
 import tensorflow as tf
 
-from capstone.support import run_dir as runs
-from tests.decoding_oracle import beam_search
-from capstone.captions import END, PAD, START, indices_to_caption
-from capstone.decoder import SCOPE, make_layers
+from capstone.captions import END, PAD, START, UNK, indices_to_caption
+from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, check_beam_size, check_max_len,
+                             check_temperature)
+from capstone.decoder import SCOPE, initial_state, make_layers
 from capstone.errors import CapstoneError
 from capstone.fast.decoding import beam_decode, greedy_decode, next_word_probs
 from capstone.layers import LSTMState
+from capstone.support import run_dir as runs
 from capstone.support.tf_session import make_session
 
 v1 = tf.compat.v1
@@ -45,15 +46,16 @@ class FinalModel:
         self.run = run
         self.vocab = run.vocab
         self.inverse_vocab = run.inverse_vocab
-        self.config = run.model_config
+        self.model_config = run.model_config
         self.encoder = encoder
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.build_inputs()
+            self.build_decoding_inputs()
             with v1.variable_scope(SCOPE):
-                self.layers = make_layers(len(self.vocab), self.config)
+                self.layers = make_layers(len(self.vocab), self.model_config)
                 self.build_init_lstm()
-                self.build_one_step()  # creates the variables the decoding loops below reuse
+                self.build_one_step()
                 self.build_greedy_decoder()
                 self.build_beam_decoder()
             saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
@@ -84,30 +86,42 @@ class FinalModel:
         """
         if self.encoder is None:
             self.input_images = None
-            self.img_embeds = v1.placeholder(tf.float32, [None, self.config.img_embed_size], name="img_embeds")
+            self.img_embeds = v1.placeholder(tf.float32, [None, self.model_config.img_embed_size], name="img_embeds")
             return
-        if self.encoder.embed_size != self.config.img_embed_size:
+        if self.encoder.embed_size != self.model_config.img_embed_size:
             raise CapstoneError(
                 f"encoder {self.encoder.name} gives {self.encoder.embed_size}-d embeddings but the decoder in "
-                f"{self.run.path} was trained on {self.config.img_embed_size}-d ones")
+                f"{self.run.path} was trained on {self.model_config.img_embed_size}-d ones")
         from capstone.encoders import import_encoder
         size = self.encoder.image_size
         self.input_images = v1.placeholder(tf.float32, [None, size, size, 3], name="input_images")
         self.img_embeds = import_encoder(self.encoder, self.input_images)
 
+    def build_decoding_inputs(self):
+        """Inputs: none.
+        Outputs: the decoders' settings, fed per call (defaults in ``capstone.config``):
+          max_len [] int32, sample [] bool, temperature [] float32, sample_seed [2] int64,
+          beam_size [] int32, length_alpha [] float64.
+        """
+        self.max_len = v1.placeholder_with_default(MAX_LEN, [], name="max_len")
+        self.sample = v1.placeholder_with_default(False, [], name="sample")
+        self.temperature = v1.placeholder_with_default(1.0, [], name="temperature")
+        self.sample_seed = v1.placeholder_with_default(tf.constant([0, 0], tf.int64), [2], name="sample_seed")
+        self.beam_size = v1.placeholder_with_default(BEAM_SIZE, [], name="beam_size")
+        self.length_alpha = v1.placeholder_with_default(tf.constant(LENGTH_ALPHA, tf.float64), [], name="length_alpha")
+
     def build_init_lstm(self):
         """Inputs: img_embeds.
-        Outputs: init_lstm = (init_c, init_h) [B, LSTM_UNITS], the state before the first word.
+        Outputs: init_lstm = (init_c, init_h) [B, LSTM_UNITS], the state before the first word
+          (``capstone.decoder.initial_state``, as in training).
         """
-        bottleneck = self.layers.img_embed_to_bottleneck(self.img_embeds)
-        init_h = self.layers.img_embed_bottleneck_to_h0(bottleneck)
-        self.init_lstm = (init_h, init_h)  # c0 = h0, as in training
+        self.init_lstm = tuple(initial_state(self.layers, self.img_embeds))
 
     def build_one_step(self):
         """Inputs: current_word [B] int32, lstm_c and lstm_h [B, LSTM_UNITS] (fed, not stored).
         Outputs: one_step = (new_probs [B, vocab], new_c, new_h).
         """
-        units = self.config.lstm_units
+        units = self.model_config.lstm_units
         self.current_word = v1.placeholder(tf.int32, [None], name="current_word")
         self.lstm_c = v1.placeholder(tf.float32, [None, units], name="lstm_c")
         self.lstm_h = v1.placeholder(tf.float32, [None, units], name="lstm_h")
@@ -116,21 +130,19 @@ class FinalModel:
         self.one_step = (self.new_probs, new_state.c, new_state.h)
 
     def build_greedy_decoder(self):
-        """Inputs: init_lstm; max_len [] int32 (fed, default 20).
+        """Inputs: init_lstm; max_len, sample, temperature, sample_seed.
         Outputs: greedy_tokens = (tokens [B, steps] int32, lengths [B] int32), see
           ``capstone.fast.decoding.greedy_decode``.
         """
-        self.max_len = v1.placeholder_with_default(20, [], name="max_len")
         self.greedy_tokens = greedy_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START],
-                                           self.vocab[END], self.banned_tokens, self.max_len)
+                                           self.vocab[END], self.banned_tokens, self.max_len,
+                                           self.sample, self.temperature, self.sample_seed)
 
     def build_beam_decoder(self):
-        """Inputs: init_lstm, max_len; beam_size [] int32 (default 3), length_alpha [] float64 (default 1).
+        """Inputs: init_lstm, max_len, beam_size, length_alpha.
         Outputs: beam_tokens = (tokens [B, K, max_len], lengths [B, K], scores [B, K]), see
           ``capstone.fast.decoding.beam_decode``.
         """
-        self.beam_size = v1.placeholder_with_default(3, [], name="beam_size")
-        self.length_alpha = v1.placeholder_with_default(tf.constant(1.0, tf.float64), [], name="length_alpha")
         self.beam_tokens = beam_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START], self.vocab[END],
                                        self.banned_tokens, self.beam_size, self.max_len, self.length_alpha)
 
@@ -145,8 +157,8 @@ class FinalModel:
                                     "or load it with with_encoder=True")
             return {self.input_images: np.asarray(images, dtype=np.float32)}
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.config.img_embed_size:
-            raise CapstoneError(f"embeddings: expected shape [N, {self.config.img_embed_size}], got {embeddings.shape}")
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.model_config.img_embed_size:
+            raise CapstoneError(f"embeddings: expected shape [N, {self.model_config.img_embed_size}], got {embeddings.shape}")
         return {self.img_embeds: embeddings}
 
     def initial_state(self, images=None, embeddings=None):
@@ -162,117 +174,72 @@ class FinalModel:
 
     @property
     def banned_tokens(self):
-        """Never emitted: PAD and START are never targets, so their probabilities mean nothing."""
-        return [self.vocab[PAD], self.vocab[START]]
+        """Never emitted: PAD and START are never targets, and a caption that says #UNK# (or
+        silently drops it) is worse than one that picks the best real word."""
+        return [self.vocab[token] for token in (PAD, UNK, START) if token in self.vocab]
 
-    def sample_tokens(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
-        """Greedy (or temperature-sampled) token ids for a batch.
+    def sample_tokens(self, images=None, embeddings=None, temperature=1.0, sample=False, max_len=MAX_LEN, rng=None):
+        """Greedy (or temperature-sampled) token ids for a batch, in one Session.run.
 
         Returns a list of index lists without START; each ends at END or after max_len words.
-        Greedy decoding is one Session.run for the whole batch (the temperature cannot change
-        which word is the most probable); sampling draws from ``rng`` word by word in Python.
+        Sampling draws from a seed taken from ``rng`` (a numpy Generator; None: a fresh one),
+        so the same rng state gives the same captions.
         """
-        if t <= 0:
-            raise CapstoneError(f"temperature must be > 0, got {t}")
-        if sample:
-            return self.sample_tokens_stepwise(images, embeddings, t, sample, max_len, rng)
+        temperature = check_temperature(temperature)
         feed = self._input_feed(images, embeddings)
-        max_len = _check_max_len(max_len)
+        max_len = check_max_len(max_len)
         rows = len(next(iter(feed.values())))
         if rows == 0 or max_len == 0:
             return [[] for _ in range(rows)]
         feed[self.max_len] = max_len
+        if sample:
+            rng = rng if rng is not None else np.random.default_rng()
+            feed.update({self.sample: True, self.temperature: temperature,
+                         self.sample_seed: rng.integers(0, 2 ** 62, size=2)})
         tokens, lengths = self.session.run(self.greedy_tokens, feed)
         return [row[:n].tolist() for row, n in zip(tokens, lengths)]
 
-    def sample_tokens_stepwise(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
-        """``sample_tokens`` as a Python loop: one Session.run of ``one_step`` per word, all rows at once.
-
-        The readable reference for the in-graph greedy decoder, and the sampler.
-        """
-        if t <= 0:
-            raise CapstoneError(f"temperature must be > 0, got {t}")
-        rng = rng if rng is not None else np.random.default_rng()
-        state = self.initial_state(images, embeddings)
-        batch = len(state[0])
-        words = np.full(batch, self.vocab[START], dtype=np.int32)
-        tokens = [[] for _ in range(batch)]
-        done = np.zeros(batch, dtype=bool)
-        for _ in range(max_len):
-            probs, state = self.step(words, state)
-            probs = probs.astype(np.float64)
-            probs[:, self.banned_tokens] = 0.0
-            # The course's temperature: p ** (1 / t), renormalised (t < 1 sharper, t > 1 flatter).
-            probs = probs ** (1.0 / t)
-            probs /= probs.sum(axis=1, keepdims=True)
-            if sample:
-                words = np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int32)
-            else:
-                words = probs.argmax(axis=1).astype(np.int32)
-            for row in np.flatnonzero(~done):
-                tokens[row].append(int(words[row]))
-            done |= words == self.vocab[END]
-            if done.all():
-                break
-        return tokens
-
-    def captions(self, images=None, embeddings=None, t=1.0, sample=False, max_len=20, rng=None):
+    def captions(self, images=None, embeddings=None, temperature=1.0, sample=False, max_len=MAX_LEN, rng=None):
         """Caption text for each image/embedding of a batch."""
         return [indices_to_caption(ids, self.inverse_vocab)
-                for ids in self.sample_tokens(images, embeddings, t, sample, max_len, rng)]
+                for ids in self.sample_tokens(images, embeddings, temperature, sample, max_len, rng)]
 
-    def beam_captions(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
+    def beam_captions(self, images=None, embeddings=None, beam_size=BEAM_SIZE, max_len=MAX_LEN,
+                      length_alpha=LENGTH_ALPHA):
         """For each image, the ``beam_size`` best (caption text, score) pairs, best first."""
         return [[(indices_to_caption(tokens, self.inverse_vocab), score) for tokens, score in found]
                 for found in self.beam_search_tokens(images, embeddings, beam_size, max_len, length_alpha)]
 
-    def beam_search_tokens(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
+    def beam_search_tokens(self, images=None, embeddings=None, beam_size=BEAM_SIZE, max_len=MAX_LEN,
+                           length_alpha=LENGTH_ALPHA):
         """For each image, the ``beam_size`` best (token ids without START/END, score), best first.
 
         One Session.run for the whole batch (``beam_tokens``).
         """
-        _check_beam_size(beam_size)
+        beam_size = check_beam_size(beam_size)
         feed = self._input_feed(images, embeddings)
         rows = len(next(iter(feed.values())))
         if rows == 0:
             return []
-        feed.update({self.beam_size: int(beam_size), self.max_len: _check_max_len(max_len),
+        feed.update({self.beam_size: beam_size, self.max_len: check_max_len(max_len),
                      self.length_alpha: float(length_alpha)})
         tokens, lengths, scores = self.session.run(self.beam_tokens, feed)
         return [[(tokens[b, k, :lengths[b, k]].tolist(), float(scores[b, k]))
                  for k in range(scores.shape[1]) if np.isfinite(scores[b, k])] for b in range(rows)]
 
-    def beam_search_tokens_stepwise(self, images=None, embeddings=None, beam_size=3, max_len=20, length_alpha=1.0):
-        """``beam_search_tokens`` with the numpy ``beam_search``: one Session.run per word per image."""
-        c, h = self.initial_state(images, embeddings)
-        return [beam_search(self.step, (c[row:row + 1], h[row:row + 1]), self.vocab[START], self.vocab[END],
-                            beam_size=beam_size, max_len=max_len, length_alpha=length_alpha,
-                            banned=self.banned_tokens)
-                for row in range(len(c))]
-
     def close(self):
         self.session.close()
 
 
-def _check_max_len(max_len):
-    if not isinstance(max_len, (int, np.integer)) or max_len < 0:
-        raise CapstoneError(f"max_len must be a non-negative integer, got {max_len!r}")
-    return int(max_len)
-
-
-def _check_beam_size(beam_size):
-    if not isinstance(beam_size, (int, np.integer)) or isinstance(beam_size, bool) or beam_size <= 0:
-        raise CapstoneError(f"beam size must be a positive integer, got {beam_size!r}")
-
-
-def generate_caption(model, image=None, t=1, sample=False, max_len=20, embedding=None, rng=None):
+def generate_caption(model, image=None, t=1, sample=False, max_len=MAX_LEN, embedding=None, rng=None):
     """The course's function: tokens of one caption, START and END included.
 
     ``' '.join(generate_caption(model, image)[1:-1])`` is the caption text. ``image`` is one
     [S, S, 3] array of pixels (the model needs an encoder), or pass ``embedding`` [IMG_EMBED].
+    ``t`` is the sampling temperature (the course's name).
     """
     images = None if image is None else np.asarray(image)[None]
     embeddings = None if embedding is None else np.asarray(embedding)[None]
-    ids = model.sample_tokens(images, embeddings, t=t, sample=sample, max_len=max_len, rng=rng)[0]
+    ids = model.sample_tokens(images, embeddings, temperature=t, sample=sample, max_len=max_len, rng=rng)[0]
     tokens = [START] + [model.inverse_vocab[i] for i in ids]
     return tokens if tokens[-1] == END else tokens + [END]

@@ -22,6 +22,8 @@ v1 = tf.compat.v1
 # What dynamic_rnn carries from step to step: the cell state and the hidden state.
 # A namedtuple is enough: tf.nest walks it like the LSTMStateTuple it replaces.
 LSTMState = collections.namedtuple("LSTMState", ["c", "h"])
+# The four gate activations of one step: input i, candidate j, forget f, output o.
+Gates = collections.namedtuple("Gates", ["i", "j", "f", "o"])
 
 ACTIVATIONS = {None: None, "linear": None, "elu": tf.nn.elu, "relu": tf.nn.relu, "tanh": tf.tanh}
 
@@ -131,13 +133,25 @@ class LSTMCell:
             self.build(int(inputs.shape[-1]))
         return tf.tensordot(inputs, self.input_kernel, axes=1) + self.bias
 
+    def step_with_gates(self, projected, state, recurrent_kernel=None):
+        """The LSTM maths, the one place it is written. projected [n, 4 * units] = x @ input_kernel + bias.
+
+        Returns (LSTMState(c', h'), Gates(i, j, f, o)): the gate activations are what a
+        hand-written backward pass needs (``capstone.fast.ops.packed_lstm``, which also passes
+        ``recurrent_kernel`` as the tensor its custom gradient is taken with respect to).
+        """
+        kernel = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
+        gates = projected + tf.matmul(state.h, kernel)                 # [n, 4 * units]
+        i, j, f, o = tf.split(gates, 4, axis=1)
+        gates = Gates(tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + self.forget_bias), tf.sigmoid(o))
+        new_c = gates.f * state.c + gates.i * gates.j
+        new_h = gates.o * tf.tanh(new_c)
+        return LSTMState(new_c, new_h), gates
+
     def step_from_projected(self, projected, state):
         """One step when the input half is already computed: projected [batch, 4 * units]."""
-        gates = projected + tf.matmul(state.h, self.recurrent_kernel)
-        i, j, f, o = tf.split(gates, 4, axis=1)
-        new_c = tf.sigmoid(f + self.forget_bias) * state.c + tf.sigmoid(i) * tf.tanh(j)
-        new_h = tf.sigmoid(o) * tf.tanh(new_c)
-        return new_h, LSTMState(new_c, new_h)
+        new_state, _ = self.step_with_gates(projected, state)
+        return new_state.h, new_state
 
     def __call__(self, inputs, state, scope=None):
         """inputs [batch, input_size], state LSTMState([batch, units] x 2) -> (h', LSTMState(c', h'))."""

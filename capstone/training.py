@@ -20,6 +20,7 @@ from capstone.support.atomic import atomic_open
 from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.decoder import Decoder
+from capstone.fast import FastDecoder
 from capstone.errors import CapstoneError
 from capstone.support.tf_session import make_session
 
@@ -62,7 +63,7 @@ def check_embeddings_and_captions(embeds, captions, what):
 class TrainingGraph:
     """The tensors and ops the loop needs, built in their own graph."""
     graph: tf.Graph
-    decoder: Decoder
+    decoder: FastDecoder        # or the course's Decoder (train(fast=False)): the same placeholders and loss
     train_op: tf.Operation
     epoch: tf.Variable          # epochs finished, saved in the checkpoint so resume knows where it is
     next_epoch: tf.Tensor       # placeholder for the value assigned to epoch
@@ -76,7 +77,7 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(training_config.seed)
-        decoder = Decoder(len(vocab), vocab[PAD], model_config, fast=fast)
+        decoder = (FastDecoder if fast else Decoder)(len(vocab), vocab[PAD], model_config)
         global_step = v1.train.get_or_create_global_step()
         train_op = v1.train.AdamOptimizer(training_config.learning_rate).minimize(decoder.loss, global_step=global_step)
         epoch = v1.get_variable("epoch", [], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
@@ -86,6 +87,14 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
             set_epoch=epoch.assign(next_epoch), saver=v1.train.Saver(max_to_keep=3),
             best_saver=v1.train.Saver(max_to_keep=1), init=v1.global_variables_initializer(),
         )
+
+
+def dropout_feed(decoder, model_config, training_config, step):
+    """Dropout's rate and seed for one training step: its masks depend on (seed, step) alone,
+    so a resumed run draws the same masks as an uninterrupted one."""
+    if model_config.dropout <= 0:
+        return {}
+    return {decoder.dropout_rate: model_config.dropout, decoder.dropout_seed: [training_config.seed, step]}
 
 
 def fixed_batches(decoder, embeds, indexed_captions, training_config, n_batches):
@@ -195,7 +204,6 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
     has_val = bool(val_feeds)
     best_val = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
     writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
-    dropout = {g.decoder.dropout_rate: model_config.dropout} if model_config.dropout > 0 else {}
 
     for epoch in range(start_epoch, config.n_epochs):
         if config.patience and _epochs_without_improvement(history) >= config.patience:
@@ -205,9 +213,9 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         started, losses = time.time(), []
         bar = tqdm(range(config.n_batches_per_epoch), desc=f"epoch {epoch + 1}/{config.n_epochs}",
                    disable=not progress, leave=False, mininterval=1.0)
-        for _ in bar:
+        for batch in bar:
             feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng)
-            feed.update(dropout)
+            feed.update(dropout_feed(g.decoder, model_config, config, epoch * config.n_batches_per_epoch + batch))
             _, loss = session.run([g.train_op, g.decoder.loss], feed)
             losses.append(float(loss))
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}", refresh=False)  # redrawn at mininterval

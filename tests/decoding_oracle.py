@@ -1,4 +1,6 @@
-"""Length-normalised beam search over any one-step model; knows nothing about TensorFlow.
+"""The oracles the in-graph decoders are checked against: plain Python loops, one word at a time.
+
+``beam_search``: length-normalised beam search over any one-step model; knows nothing about TensorFlow.
 
 ``step(words [k], state) -> (probs [k, vocab], new_state)`` is all it needs, where ``state`` is
 a tuple of arrays whose first dimension is k (the live beams). ``FinalModel.one_step`` is such
@@ -7,7 +9,7 @@ a function; so is a tiny numpy table in the tests.
 
 import numpy as np
 
-from capstone.errors import CapstoneError
+from capstone.config import check_beam_size
 
 
 def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, length_alpha=1.0, banned=()):
@@ -16,8 +18,7 @@ def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, l
     score = sum(log p) / len ** length_alpha, len counting END; alpha=1 is the mean log
     probability per token, so long captions are not punished just for being long.
     """
-    if not isinstance(beam_size, (int, np.integer)) or beam_size <= 0:
-        raise CapstoneError(f"beam size must be a positive integer, got {beam_size!r}")
+    check_beam_size(beam_size)
     beams = [([], 0.0)]                     # (tokens so far, sum of log probs), all still open
     state = tuple(np.asarray(s) for s in init_state)  # [1, ...] for the one start beam
     finished = []
@@ -54,3 +55,31 @@ def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, l
         finished += [(tokens, score / (len(tokens) + 1) ** length_alpha) for tokens, score in beams]
     finished.sort(key=lambda pair: -pair[1])
     return [(tokens, float(score)) for tokens, score in finished[:beam_size]]
+
+
+def greedy_tokens_stepwise(model, embeddings, max_len=20):
+    """Greedy token ids for a batch, one ``FinalModel.step`` (Session.run of one_step) per word:
+    what the in-graph greedy decoder must equal."""
+    state = model.initial_state(embeddings=embeddings)
+    batch = len(state[0])
+    words = np.full(batch, model.vocab["#START#"], dtype=np.int32)
+    tokens, done = [[] for _ in range(batch)], np.zeros(batch, dtype=bool)
+    for _ in range(max_len):
+        probs, state = model.step(words, state)
+        probs = probs.astype(np.float64)
+        probs[:, model.banned_tokens] = 0.0
+        words = probs.argmax(axis=1).astype(np.int32)
+        for row in np.flatnonzero(~done):
+            tokens[row].append(int(words[row]))
+        done |= words == model.vocab["#END#"]
+        if done.all():
+            break
+    return tokens
+
+
+def beam_search_tokens_stepwise(model, embeddings, beam_size=3, max_len=20, length_alpha=1.0):
+    """``FinalModel.beam_search_tokens`` with the numpy ``beam_search``: one Session.run per word per image."""
+    c, h = model.initial_state(embeddings=embeddings)
+    return [beam_search(model.step, (c[row:row + 1], h[row:row + 1]), model.vocab["#START#"], model.vocab["#END#"],
+                        beam_size=beam_size, max_len=max_len, length_alpha=length_alpha, banned=model.banned_tokens)
+            for row in range(len(c))]

@@ -1,4 +1,4 @@
-"""The course grader's decoder checks, and the fast graph's equivalence to the straightforward one."""
+"""The course decoder: the grader's shapes, its loss at random init, training, and the fast graph's agreement."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from capstone.config import ModelConfig
 from capstone.decoder import Decoder
+from capstone.fast import FastDecoder
 
 v1 = tf.compat.v1
 VOCAB_SIZE, PAD_IDX = 8769, 0  # COCO-sized vocabulary
@@ -25,7 +26,7 @@ def build(fast=False, seed=0, learning_rate=None):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(seed)
-        decoder = Decoder(VOCAB_SIZE, PAD_IDX, ModelConfig(), fast=fast)
+        decoder = (FastDecoder if fast else Decoder)(VOCAB_SIZE, PAD_IDX, ModelConfig())
         if learning_rate:
             decoder.train_op = v1.train.AdamOptimizer(learning_rate).minimize(decoder.loss)
         session = v1.Session(graph=graph)
@@ -89,6 +90,8 @@ def test_dropout_is_only_active_when_fed():
     h0 = s.run(d.h0, feed)
     np.testing.assert_array_equal(h0, s.run(d.h0, feed))
     feed[d.dropout_rate] = 0.5
-    assert s.run(d.loss, feed) != pytest.approx(s.run(d.loss, feed))
+    with_dropout = s.run(d.loss, feed)
+    assert with_dropout != pytest.approx(s.run(d.loss, {**feed, d.dropout_rate: 0.0}))
+    assert with_dropout != pytest.approx(s.run(d.loss, {**feed, d.dropout_seed: [0, 1]}))  # another step's masks
     # the image embedding is dropped too (where a small dataset overfits first), so h0 changes
     assert not np.allclose(s.run(d.h0, feed), h0)

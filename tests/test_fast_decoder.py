@@ -1,4 +1,4 @@
-"""Decoder(fast=True) computes the course graph's loss and gradients, whatever the batch looks like."""
+"""FastDecoder computes the course graph's loss and gradients, whatever the batch looks like."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from capstone.config import ModelConfig
 from capstone.decoder import Decoder
+from capstone.fast import FastDecoder
 from capstone.fast.ops import dense_softmax_cross_entropy, pack_by_length
 
 v1 = tf.compat.v1
@@ -19,9 +20,9 @@ def both():
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(2)
-        course = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG, fast=False)
+        course = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG)
         with v1.variable_scope(v1.get_variable_scope(), reuse=True):
-            fast = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG, fast=True)
+            fast = FastDecoder(VOCAB_SIZE, PAD_IDX, CONFIG)
         variables = v1.trainable_variables()
         for decoder in (course, fast):  # the embedding's gradient is IndexedSlices: made dense to compare
             decoder.gradients = [tf.convert_to_tensor(g) for g in tf.gradients(decoder.loss, variables)]
@@ -77,15 +78,52 @@ def test_batch_without_any_target_gives_zero_loss(both):
 
 def test_fast_hidden_states_are_the_course_ones_up_to_each_caption_end(both):
     course, fast, session = both
-    sentences = sentences_with_lengths([7, 3, 5], 7, seed=1)
+    lengths = [7, 3, 5]
+    sentences = sentences_with_lengths(lengths, 7, seed=1)
     embeds = np.random.default_rng(1).random((3, CONFIG.img_embed_size), dtype=np.float32)
     feed = {d.img_embeds: embeds for d in (course, fast)}
     feed.update({d.sentences: sentences for d in (course, fast)})
-    expected, got, flat = session.run([course.hidden_states, fast.hidden_states, fast.flat_hidden_states], feed)
-    assert got.shape == expected.shape == (3, 6, CONFIG.lstm_units) and flat.shape == (18, CONFIG.lstm_units)
-    for row, length in enumerate([7, 3, 5]):
-        np.testing.assert_allclose(got[row, :length - 1], expected[row, :length - 1], atol=1e-6)
-        assert not got[row, length - 1:].any()  # after the last target nothing is computed
+    expected, got, positions = session.run([course.hidden_states, fast.packed_hidden_states,
+                                            fast.packing.positions], feed)
+    assert got.shape == (sum(n - 1 for n in lengths), CONFIG.lstm_units)  # after the last target nothing runs
+    np.testing.assert_allclose(got, expected[positions[:, 0], positions[:, 1]], atol=1e-6)
+
+
+def test_the_fast_graph_exposes_only_what_it_computes(both):
+    _, fast, _ = both
+    for course_only in ("flat_token_logits", "flat_ground_truth", "flat_loss_mask", "hidden_states"):
+        assert not hasattr(fast, course_only)
+
+
+def test_one_seed_gives_both_graphs_the_same_initial_weights():
+    values = []
+    for cls in (Decoder, FastDecoder):
+        graph = tf.Graph()
+        with graph.as_default():
+            v1.set_random_seed(5)
+            cls(VOCAB_SIZE, PAD_IDX, CONFIG)
+            with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
+                values.append({v.name: session.run(v) for v in v1.global_variables()})
+    assert sorted(values[0]) == sorted(values[1]) and len(values[0]) == 12
+    for name in values[0]:
+        np.testing.assert_array_equal(values[0][name], values[1][name])
+
+
+@pytest.mark.parametrize("cls", [Decoder, FastDecoder])
+def test_dropout_masks_are_a_function_of_the_fed_seed(cls):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        d = cls(VOCAB_SIZE, PAD_IDX, ModelConfig(**{**vars(CONFIG), "dropout": 0.5}))
+        session = v1.Session(graph=graph)
+        session.run(v1.global_variables_initializer())
+    feed = {d.img_embeds: np.random.default_rng(0).random((4, CONFIG.img_embed_size), dtype=np.float32),
+            d.sentences: sentences_with_lengths([6, 4, 5, 2], 6), d.dropout_rate: 0.5}
+    losses = [session.run(d.loss, {**feed, d.dropout_seed: seed}) for seed in ([1, 7], [1, 7], [1, 8], [2, 7])]
+    assert losses[0] == losses[1]  # the same (seed, step): the same masks, bit for bit
+    assert len({losses[0], losses[2], losses[3]}) == 3
+    assert session.run(d.loss, {d.img_embeds: feed[d.img_embeds], d.sentences: feed[d.sentences]}) not in losses
 
 
 def test_pack_by_length_docstring_example():

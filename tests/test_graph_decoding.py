@@ -1,15 +1,19 @@
-"""In-graph greedy and beam decoding give what the Python loops give, in one Session.run per batch."""
+"""In-graph greedy, sampled and beam decoding: the Python loops' tokens, one Session.run per batch, never #UNK#."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from capstone.captions import END, START
+import tensorflow as tf
+
+from capstone.captions import END, PAD, START, UNK
 from capstone.config import ModelConfig, TrainingConfig
+from capstone.decoder import SCOPE
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel
 from capstone.training import train
+from decoding_oracle import beam_search_tokens_stepwise, greedy_tokens_stepwise
 from synthetic import make_problem, scene_captions, untrained_run
 
 SMALL = ModelConfig(img_embed_bottleneck=32, word_embed_size=32, lstm_units=64, logit_bottleneck=32)
@@ -45,7 +49,7 @@ def test_greedy_in_graph_gives_the_python_loops_tokens(model, problem):
     (_, _, _), (val_e, _, val_scenes) = problem
     for max_len in (20, 3, 1):
         in_graph = model.sample_tokens(embeddings=val_e, max_len=max_len)
-        assert in_graph == model.sample_tokens_stepwise(embeddings=val_e, max_len=max_len)
+        assert in_graph == greedy_tokens_stepwise(model, val_e, max_len=max_len)
         if max_len < 4:  # every scene caption is longer: all are cut
             assert {len(tokens) for tokens in in_graph} == {max_len}
     captions = model.captions(embeddings=val_e)
@@ -59,12 +63,12 @@ def test_greedy_in_graph_matches_on_an_untrained_coco_sized_model(tmp_path):
     model = FinalModel.load(untrained_run(tmp_path, 8769, ModelConfig(img_embed_size=64)))
     embeds = np.random.default_rng(1).random((24, 64), dtype=np.float32)
     in_graph = model.sample_tokens(embeddings=embeds, max_len=12)
-    assert in_graph == model.sample_tokens_stepwise(embeddings=embeds, max_len=12)
+    assert in_graph == greedy_tokens_stepwise(model, embeds, max_len=12)
     assert len({tuple(tokens) for tokens in in_graph}) > 1
     banned = set(model.banned_tokens)
     assert not banned & {token for tokens in in_graph for token in tokens}
     beams = model.beam_search_tokens(embeddings=embeds[:4], beam_size=3, max_len=6)
-    reference = model.beam_search_tokens_stepwise(embeddings=embeds[:4], beam_size=3, max_len=6)
+    reference = beam_search_tokens_stepwise(model, embeds[:4], beam_size=3, max_len=6)
     assert [[t for t, _ in found] for found in beams] == [[t for t, _ in found] for found in reference]
     np.testing.assert_allclose([[s for _, s in f] for f in beams], [[s for _, s in f] for f in reference], atol=1e-5)
 
@@ -72,12 +76,11 @@ def test_greedy_in_graph_matches_on_an_untrained_coco_sized_model(tmp_path):
 @pytest.mark.parametrize("beam_size, max_len, alpha", [(1, 20, 1.0), (3, 20, 1.0), (5, 20, 0.0), (3, 4, 0.5),
                                                        (12, 20, 1.0), (3, 0, 1.0)])
 def test_beam_in_graph_matches_the_numpy_beam_search(model, problem, beam_size, max_len, alpha):
-    """beam_size 12 with 19 tokens (2 banned) leaves fewer finite candidates than 2 * beam_size."""
+    """beam_size 12 with 19 tokens (3 banned) leaves fewer finite candidates than 2 * beam_size."""
     (_, _, _), (val_e, _, _) = problem
     embeds = val_e[:12]
     in_graph = model.beam_search_tokens(embeddings=embeds, beam_size=beam_size, max_len=max_len, length_alpha=alpha)
-    reference = model.beam_search_tokens_stepwise(embeddings=embeds, beam_size=beam_size, max_len=max_len,
-                                                  length_alpha=alpha)
+    reference = beam_search_tokens_stepwise(model, embeds, beam_size=beam_size, max_len=max_len, length_alpha=alpha)
     assert len(in_graph) == len(reference) == 12
     for found, expected in zip(in_graph, reference):
         assert [tokens for tokens, _ in found] == [tokens for tokens, _ in expected]
@@ -94,8 +97,10 @@ def test_one_session_run_per_batch(model, problem):
         assert counting.runs == 1
         beams = model.beam_captions(embeddings=val_e, beam_size=3)
         assert counting.runs == 2
-        model.sample_tokens_stepwise(embeddings=val_e[:1])
-        assert counting.runs > 3  # the Python loop: one for the state, then one per word
+        model.captions(embeddings=val_e, sample=True, temperature=0.7)
+        assert counting.runs == 3
+        greedy_tokens_stepwise(model, val_e[:1])
+        assert counting.runs > 5  # the Python loop: one for the state, then one per word
     finally:
         model.session = counting.session
     assert len(greedy) == len(beams) == len(val_e)
@@ -135,3 +140,56 @@ def test_bad_decoding_arguments_are_clear_errors(model, problem):
         model.beam_captions(embeddings=np.zeros((2, 5)))
     assert model.vocab[START] not in sum(model.sample_tokens(embeddings=val_e), [])
     assert all(tokens[-1] == model.vocab[END] for tokens in model.sample_tokens(embeddings=val_e))
+
+
+def run_that_loves_unk(path, vocab_size=40):
+    """An untrained run whose most probable next word, by far, is #UNK#."""
+    path = untrained_run(path, vocab_size, ModelConfig(img_embed_size=8, lstm_units=16, img_embed_bottleneck=8,
+                                                       word_embed_size=8, logit_bottleneck=8))
+    model = FinalModel.load(path)
+    unk = model.vocab[UNK]
+    model.close()
+    graph = tf.Graph()
+    with graph.as_default():
+        from capstone.decoder import Decoder
+        Decoder(vocab_size, 0, ModelConfig(img_embed_size=8, lstm_units=16, img_embed_bottleneck=8, word_embed_size=8,
+                                           logit_bottleneck=8))
+        bias = [v for v in tf.compat.v1.global_variables() if v.name == f"{SCOPE}/token_logits/bias:0"][0]
+        saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables(scope=SCOPE))
+        with tf.compat.v1.Session(graph=graph) as session:
+            saver.restore(session, str(path) + "/checkpoints/model-0")
+            value = np.zeros(vocab_size, np.float32)
+            value[unk] = 8.0  # softmax puts ~99% on UNK
+            bias.load(value, session)
+            saver.save(session, str(path) + "/checkpoints/model", global_step=0, write_meta_graph=False)
+    return path
+
+
+def test_no_decoder_ever_says_unk_or_drops_a_word(tmp_path):
+    model = FinalModel.load(run_that_loves_unk(tmp_path))
+    never = {model.vocab[t] for t in (PAD, UNK, START)}
+    embeds = np.random.default_rng(0).random((16, 8), dtype=np.float32)
+    probs, _ = model.step([model.vocab[START]] * 16, model.initial_state(embeddings=embeds))
+    assert (probs.argmax(axis=1) == model.vocab[UNK]).all()  # what an unguarded decoder would say
+    rng = np.random.default_rng(0)
+    decoded = (model.sample_tokens(embeddings=embeds, max_len=8)
+               + model.sample_tokens(embeddings=embeds, max_len=8, sample=True, temperature=2.0, rng=rng)
+               + [tokens for found in model.beam_search_tokens(embeddings=embeds, beam_size=3, max_len=8)
+                  for tokens, _ in found])
+    assert decoded and all(tokens for tokens in decoded)
+    assert not never & {token for tokens in decoded for token in tokens}
+    for ids, text in zip(model.sample_tokens(embeddings=embeds, max_len=8), model.captions(embeddings=embeds, max_len=8)):
+        words = [model.inverse_vocab[i] for i in ids if i != model.vocab[END]]
+        assert text.split() == words  # nothing silently dropped
+
+
+def test_sampling_in_the_graph_follows_its_seed(model, problem):
+    (_, _, _), (val_e, _, _) = problem
+    first = model.captions(embeddings=val_e, sample=True, temperature=1.5, rng=np.random.default_rng(7))
+    again = model.captions(embeddings=val_e, sample=True, temperature=1.5, rng=np.random.default_rng(7))
+    other = model.captions(embeddings=val_e, sample=True, temperature=1.5, rng=np.random.default_rng(8))
+    assert first == again and first != other
+    cold = model.captions(embeddings=val_e, sample=True, temperature=0.01, rng=np.random.default_rng(1))
+    assert cold == model.captions(embeddings=val_e)  # a temperature near 0 is greedy
+    with pytest.raises(CapstoneError, match="temperature must be > 0"):
+        model.captions(embeddings=val_e, sample=True, temperature=0)

@@ -72,8 +72,8 @@ def test_sampling_with_temperature(trained, problem):
     (_, _, _), (val_e, _, val_scenes) = problem
     model = FinalModel.load(run_path)
     rng = np.random.default_rng(0)
-    cold = model.captions(embeddings=np.repeat(val_e[:1], 20, axis=0), sample=True, t=0.05, rng=rng)
-    hot = model.captions(embeddings=np.repeat(val_e[:1], 20, axis=0), sample=True, t=3.0, rng=rng)
+    cold = model.captions(embeddings=np.repeat(val_e[:1], 20, axis=0), sample=True, temperature=0.05, rng=rng)
+    hot = model.captions(embeddings=np.repeat(val_e[:1], 20, axis=0), sample=True, temperature=3.0, rng=rng)
     assert len(set(cold)) <= 2 and all(c in scene_captions(*val_scenes[0]) for c in cold)
     assert len(set(hot)) > len(set(cold))
 

@@ -3,6 +3,7 @@
 import os
 
 from capstone.encoders.embed import read_embeddings
+from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
 
 
@@ -14,7 +15,7 @@ def add_arguments(p):
     p.add_argument("--sample", action="store_true", help="sample words instead of taking the most likely")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--beam", type=int, default=0, help="beam search with this many beams (0: greedy)")
-    p.add_argument("--max-len", type=int, default=20, help="most words per caption (default 20)")
+    p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--seed", type=int, default=None, help="seed for --sample")
     p.add_argument("--batch-size", type=int, default=64)
 
@@ -43,7 +44,7 @@ def caption_batches(model, names, inputs, args, kind):
         if args.beam:
             texts = [found[0][0] for found in model.beam_captions(**batch, beam_size=args.beam, max_len=args.max_len)]
         else:
-            texts = model.captions(**batch, t=args.temperature, sample=args.sample, max_len=args.max_len, rng=rng)
+            texts = model.captions(**batch, temperature=args.temperature, sample=args.sample, max_len=args.max_len, rng=rng)
         yield from zip(names[start:start + args.batch_size], texts)
 
 

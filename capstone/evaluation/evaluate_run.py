@@ -12,12 +12,13 @@ import numpy as np
 
 from capstone.evaluation.baseline import nearest_neighbour_captions
 from capstone.data.caption_files import captions_for_fns
+from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
 from capstone.evaluation.metrics import score_captions
 from utils import decode_image_from_buf
 
 
-def caption_embeddings(model, embeds, beam=0, max_len=20, batch_size=64):
+def caption_embeddings(model, embeds, beam=0, max_len=MAX_LEN, batch_size=64):
     """Greedy (beam=0) or beam-search captions for every row of ``embeds``."""
     if beam < 0 or int(beam) != beam:
         raise CapstoneError(f"beam size must be a positive integer (or 0 for greedy), got {beam}")
@@ -36,7 +37,7 @@ def score_split(fns, references, candidates, use_java=None):
     return score_captions(dict(zip(fns, references)), dict(zip(fns, candidates)), use_java=use_java)
 
 
-def evaluate_model(model, embeds, fns, fn_to_captions, beam=0, max_len=20, source="captions", use_java=None):
+def evaluate_model(model, embeds, fns, fn_to_captions, beam=0, max_len=MAX_LEN, source="captions", use_java=None):
     """Caption ``embeds`` and score them against the references of ``fns``."""
     references = captions_for_fns(fns, fn_to_captions, source)
     candidates = caption_embeddings(model, embeds, beam=beam, max_len=max_len)

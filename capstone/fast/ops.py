@@ -1,7 +1,7 @@
-"""The parts of ``Decoder(fast=True)``'s graph that the course graph does not have.
+"""The ops of ``FastDecoder``'s graph that the course graph does not have.
 
 Each computes exactly what the course's ops compute (tests/test_fast_decoder.py checks values and
-gradients against ``Decoder(fast=False)``), with less work; bench/PERFORMANCE.md says how much
+gradients against the course's ``Decoder``), with less work; bench/PERFORMANCE.md says how much
 each one gives. They are custom gradients: the forward pass is plain TensorFlow, the backward
 pass is written out so that it can skip work automatic differentiation would do.
 """
@@ -9,6 +9,8 @@ pass is written out so that it can skip work automatic differentiation would do.
 import collections
 
 import tensorflow as tf
+
+from capstone.layers import LSTMState
 
 v1 = tf.compat.v1
 
@@ -36,6 +38,17 @@ def pack_by_length(real):
     return Packing(order, positions, tf.reduce_sum(tf.cast(running, tf.int32), axis=1))
 
 
+# What the forward pass keeps of each step for the backward pass, side by side in one
+# [rows, len(KEPT) * U] matrix (one TensorArray write per step instead of eight).
+KEPT = ("i", "j", "f", "o", "c", "c_prev", "h_prev", "h")
+
+
+def kept_column(kept, name, units):
+    """The [rows, U] block ``name`` (one of KEPT) of a kept matrix."""
+    index = KEPT.index(name)
+    return kept[:, index * units:(index + 1) * units]
+
+
 def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
     """The LSTM over packed captions, with a hand-written backward pass.
 
@@ -44,9 +57,9 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
     Returns packed hidden states [P, U]: at step t the first rows_per_step[t] rows take one step,
     the others have ended (their later positions are PAD and never reach the loss).
 
-    The maths is ``LSTMCell``'s. Automatic differentiation of a while loop would compute the
-    recurrent kernel's gradient as one small matmul per step and keep a stack of every
-    intermediate; here the backward loop only carries (dh, dc) and collects each step's gate
+    The forward maths is ``LSTMCell.step_with_gates``. Automatic differentiation of a while loop
+    would compute the recurrent kernel's gradient as one small matmul per step and keep a stack of
+    every intermediate; here the backward loop only carries (dh, dc) and collects each step's gate
     gradients, and the kernel's gradient is h_prev^T @ gate gradients, one matmul for all steps.
     """
     units = cell.num_units
@@ -66,22 +79,17 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
     def lstm(inputs, c0, h0, recurrent_kernel):
         def forward(t, c, h, outputs):
             n = rows_per_step[t]
-            c, h = c[:n], h[:n]                                          # the captions still running
-            gates = rows_of(inputs, t) + tf.matmul(h, recurrent_kernel)  # [n, 4U]
-            i, j, f, o = tf.split(gates, 4, axis=1)
-            i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + cell.forget_bias), tf.sigmoid(o)
-            new_c = f * c + i * j
-            new_h = o * tf.tanh(new_c)
-            # what the backward pass needs: gate activations, the new c, the state before the step
-            kept = tf.concat([i, j, f, o, new_c, c, h, new_h], axis=1)  # [n, 8U]
-            return t + 1, new_c, new_h, outputs.write(t, kept)
+            state = LSTMState(c[:n], h[:n])                              # the captions still running
+            new_state, gates = cell.step_with_gates(rows_of(inputs, t), state, recurrent_kernel)
+            kept = tf.concat([*gates, new_state.c, state.c, state.h, new_state.h], axis=1)  # KEPT order
+            return t + 1, new_state.c, new_state.h, outputs.write(t, kept)
 
         _, _, _, outputs = v1.while_loop(
-            lambda t, *_: t < steps, forward, (tf.constant(0), c0, h0, collect(8 * units)),
+            lambda t, *_: t < steps, forward, (tf.constant(0), c0, h0, collect(len(KEPT) * units)),
             shape_invariants=(tf.TensorShape([]), rows_of_units, rows_of_units, tf.TensorShape(None)),
             name="packed_lstm")
-        kept = outputs.concat()                                          # [P, 8U]
-        hidden = kept[:, 7 * units:]                                     # [P, U]
+        kept = outputs.concat()                                          # [P, len(KEPT) * U]
+        hidden = kept_column(kept, "h", units)                           # [P, U]
 
         def backward(d_hidden):
             # The loss gathers rows of ``hidden``, so d_hidden may come as IndexedSlices; made dense
@@ -91,7 +99,8 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
             def step_back(t, dh_next, dc_next, gate_grads):
                 n, start = rows_per_step[t], starts[t]
                 more = [[0, n - tf.shape(dh_next)[0]], [0, 0]]          # captions that end at step t join
-                i, j, f, o, c, c_prev, _, _ = tf.split(rows_of(kept, t), 8, axis=1)
+                step = rows_of(kept, t)
+                i, j, f, o, c, c_prev = (kept_column(step, name, units) for name in KEPT[:6])
                 dh = tf.slice(d_hidden, [start, 0], [n, -1]) + tf.pad(dh_next, more)
                 tanh_c = tf.tanh(c)
                 dc = tf.pad(dc_next, more) + dh * o * (1 - tanh_c * tanh_c)
@@ -106,7 +115,7 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
                 shape_invariants=(tf.TensorShape([]), rows_of_units, rows_of_units, tf.TensorShape(None)),
                 name="packed_lstm_grad")
             gate_grads = gate_grads.concat()                             # [P, 4U]
-            d_kernel = tf.matmul(kept[:, 6 * units:7 * units], gate_grads, transpose_a=True)  # [U, 4U]
+            d_kernel = tf.matmul(kept_column(kept, "h_prev", units), gate_grads, transpose_a=True)  # [U, 4U]
             never_ran = [[0, tf.shape(h0)[0] - tf.shape(dh0)[0]], [0, 0]]  # empty captions: no gradient
             return gate_grads, tf.pad(dc0, never_ran), tf.pad(dh0, never_ran), d_kernel
 

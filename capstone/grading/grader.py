@@ -256,10 +256,10 @@ def expected_decoder_shapes(config, vocab_size, real_tokens=None):
 
 def _decoder_sizes(decoder, config, vocab_size):
     """(config, vocab_size) given, or read from a ``capstone.decoder.Decoder``."""
-    config = config if config is not None else getattr(decoder, "config", None)
+    config = config if config is not None else getattr(decoder, "model_config", None)
     vocab_size = vocab_size if vocab_size is not None else getattr(decoder, "vocab_size", None)
     if config is None or vocab_size is None:
-        raise CapstoneError("grading: this decoder has no .config/.vocab_size; pass config=ModelConfig(...) "
+        raise CapstoneError("grading: this decoder has no .model_config/.vocab_size; pass config=ModelConfig(...) "
                             "with your sizes and vocab_size=len(vocab)")
     return config, vocab_size
 

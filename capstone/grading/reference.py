@@ -84,7 +84,7 @@ def grade_reference(threshold=DEFAULT_VALIDATION_LOSS_THRESHOLD, log=print):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(training_config.seed)
-        decoder = Decoder(len(vocab), vocab[PAD], model_config)  # the course's graph (fast=False)
+        decoder = Decoder(len(vocab), vocab[PAD], model_config)  # the course's graph
         init = tf.compat.v1.global_variables_initializer()
     session = make_session(graph)
     session.run(init)
