@@ -23,6 +23,9 @@ class ModelConfig:
     lstm_units: int = 300             # LSTM_UNITS: size of the LSTM's h and c
     logit_bottleneck: int = 120       # LOGIT_BOTTLENECK: hidden state squeezed before the vocabulary logits
     dropout: float = 0.0              # training dropout on image embeddings, word vectors, hidden states (0 = course)
+    decoder: str = "show_and_tell"    # "show_and_tell" (the course: one pooled vector) or "attention" (Show, Attend and Tell)
+    attention_units: int = 256        # attention: size of the space where image locations and the LSTM state meet
+    attention_lambda: float = 1.0     # attention: weight of the doubly stochastic term (every location attended ~once)
 
 
 @dataclasses.dataclass
@@ -38,13 +41,22 @@ class TrainingConfig:
     seed: int = 42                    # one seed for weights, batches and validation batches
 
 
+DECODERS = ("show_and_tell", "attention")
+
+
 def config_from_dict(cls, values, where):
-    """Build a config from a dict, naming unknown keys instead of ignoring them."""
+    """Build a config from a dict, naming unknown keys instead of ignoring them.
+
+    Keys added later (``decoder``, ...) take their defaults, so old run directories still load.
+    """
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise CapstoneError(f"{where}: unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    config = cls(**values)
+    if getattr(config, "decoder", DECODERS[0]) not in DECODERS:
+        raise CapstoneError(f"{where}: unknown decoder {config.decoder!r}; known: {', '.join(DECODERS)}")
+    return config
 
 
 def check_beam_size(beam_size):

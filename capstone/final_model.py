@@ -25,7 +25,9 @@ from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, check_beam_size, 
                              check_temperature)
 from capstone.decoder import SCOPE, initial_state, make_layers
 from capstone.errors import CapstoneError
-from capstone.fast.decoding import beam_decode, greedy_decode, next_word_probs
+from capstone.attention.layers import attention_step_for, flatten_locations, make_attention_layers
+from capstone.attention.layers import initial_state as attention_initial_state
+from capstone.fast.decoding import beam_decode, greedy_decode, show_and_tell_step
 from capstone.layers import LSTMState
 from capstone.support import run_dir as runs
 from capstone.support.tf_session import make_session
@@ -53,7 +55,7 @@ class FinalModel:
             self.build_inputs()
             self.build_decoding_inputs()
             with v1.variable_scope(SCOPE):
-                self.layers = make_layers(len(self.vocab), self.model_config)
+                self.build_layers()
                 self.build_init_lstm()
                 self.build_one_step()
                 self.build_greedy_decoder()
@@ -79,14 +81,22 @@ class FinalModel:
 
     # -- graph ---------------------------------------------------------------------------------
 
+    @property
+    def attends(self):
+        """True for a Show, Attend and Tell run: its image input is a grid of features."""
+        return self.model_config.decoder == "attention"
+
     def build_inputs(self):
         """Inputs: none.
-        Outputs: img_embeds [B, IMG_EMBED]; with an encoder also input_images [B, S, S, 3] (pixels
-          0..255) from which img_embeds is computed by the imported frozen CNN.
+        Outputs: img_embeds [B, IMG_EMBED] (attention: the feature grid [B, G, G, IMG_EMBED]); with an
+          encoder also input_images [B, S, S, 3] (pixels 0..255) from which img_embeds is computed
+          by the imported frozen CNN.
         """
+        depth = self.model_config.img_embed_size
         if self.encoder is None:
             self.input_images = None
-            self.img_embeds = v1.placeholder(tf.float32, [None, self.model_config.img_embed_size], name="img_embeds")
+            shape = [None, None, None, depth] if self.attends else [None, depth]
+            self.img_embeds = v1.placeholder(tf.float32, shape, name="img_features" if self.attends else "img_embeds")
             return
         if self.encoder.embed_size != self.model_config.img_embed_size:
             raise CapstoneError(
@@ -95,7 +105,7 @@ class FinalModel:
         from capstone.encoders import import_encoder
         size = self.encoder.image_size
         self.input_images = v1.placeholder(tf.float32, [None, size, size, 3], name="input_images")
-        self.img_embeds = import_encoder(self.encoder, self.input_images)
+        self.img_embeds = import_encoder(self.encoder, self.input_images, spatial=self.attends)
 
     def build_decoding_inputs(self):
         """Inputs: none.
@@ -110,23 +120,43 @@ class FinalModel:
         self.beam_size = v1.placeholder_with_default(BEAM_SIZE, [], name="beam_size")
         self.length_alpha = v1.placeholder_with_default(tf.constant(LENGTH_ALPHA, tf.float64), [], name="length_alpha")
 
+    def build_layers(self):
+        """Inputs: img_embeds.
+        Outputs: layers (the run's decoder's, with the training graph's variable names); step_for,
+          the one-word step the decoders run (``capstone.fast.decoding``); n_locations, the image
+          locations a word attends to (0 for the course decoder).
+        """
+        if self.attends:
+            self.layers = make_attention_layers(len(self.vocab), self.model_config)
+            self.features = flatten_locations(self.img_embeds)                     # [B, L, D]
+            self.step_for = attention_step_for(self.layers, self.features)
+            self.n_locations = tf.shape(self.features)[1]
+        else:
+            self.layers = make_layers(len(self.vocab), self.model_config)
+            self.step_for = show_and_tell_step(self.layers)
+            self.n_locations = 0
+
     def build_init_lstm(self):
         """Inputs: img_embeds.
         Outputs: init_lstm = (init_c, init_h) [B, LSTM_UNITS], the state before the first word
-          (``capstone.decoder.initial_state``, as in training).
+          (``capstone.decoder.initial_state``, as in training; attention: from the mean feature).
         """
-        self.init_lstm = tuple(initial_state(self.layers, self.img_embeds))
+        if self.attends:
+            self.init_lstm = tuple(attention_initial_state(self.layers, self.features))
+        else:
+            self.init_lstm = tuple(initial_state(self.layers, self.img_embeds))
 
     def build_one_step(self):
-        """Inputs: current_word [B] int32, lstm_c and lstm_h [B, LSTM_UNITS] (fed, not stored).
-        Outputs: one_step = (new_probs [B, vocab], new_c, new_h).
+        """Inputs: current_word [B] int32, lstm_c and lstm_h [B, LSTM_UNITS] (fed, not stored);
+          attention: img_embeds too (each word looks at the image again).
+        Outputs: one_step = (new_probs [B, vocab], new_c, new_h); attention_weights [B, L].
         """
         units = self.model_config.lstm_units
         self.current_word = v1.placeholder(tf.int32, [None], name="current_word")
         self.lstm_c = v1.placeholder(tf.float32, [None, units], name="lstm_c")
         self.lstm_h = v1.placeholder(tf.float32, [None, units], name="lstm_h")
-        self.new_probs, new_state = next_word_probs(                                # [B, vocab]
-            self.layers, self.current_word, LSTMState(self.lstm_c, self.lstm_h))
+        self.new_probs, new_state, self.attention_weights = self.step_for(1)(         # [B, vocab], [B, L]
+            self.current_word, LSTMState(self.lstm_c, self.lstm_h))
         self.one_step = (self.new_probs, new_state.c, new_state.h)
 
     def build_greedy_decoder(self):
@@ -134,17 +164,20 @@ class FinalModel:
         Outputs: greedy_tokens = (tokens [B, steps] int32, lengths [B] int32), see
           ``capstone.fast.decoding.greedy_decode``.
         """
-        self.greedy_tokens = greedy_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START],
-                                           self.vocab[END], self.banned_tokens, self.max_len,
-                                           self.sample, self.temperature, self.sample_seed)
+        tokens, lengths, self.greedy_attention = greedy_decode(
+            self.step_for, LSTMState(*self.init_lstm), len(self.vocab), self.vocab[START],
+            self.vocab[END], self.banned_tokens, self.max_len, self.sample, self.temperature, self.sample_seed)
+        self.greedy_tokens = (tokens, lengths)
 
     def build_beam_decoder(self):
         """Inputs: init_lstm, max_len, beam_size, length_alpha.
         Outputs: beam_tokens = (tokens [B, K, max_len], lengths [B, K], scores [B, K]), see
           ``capstone.fast.decoding.beam_decode``.
         """
-        self.beam_tokens = beam_decode(self.layers, LSTMState(*self.init_lstm), self.vocab[START], self.vocab[END],
-                                       self.banned_tokens, self.beam_size, self.max_len, self.length_alpha)
+        tokens, lengths, scores, self.beam_attention = beam_decode(
+            self.step_for, LSTMState(*self.init_lstm), len(self.vocab), self.vocab[START],
+            self.vocab[END], self.banned_tokens, self.beam_size, self.max_len, self.length_alpha, self.n_locations)
+        self.beam_tokens = (tokens, lengths, scores)
 
     # -- running it ----------------------------------------------------------------------------
 
@@ -157,20 +190,57 @@ class FinalModel:
                                     "or load it with with_encoder=True")
             return {self.input_images: np.asarray(images, dtype=np.float32)}
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.model_config.img_embed_size:
-            raise CapstoneError(f"embeddings: expected shape [N, {self.model_config.img_embed_size}], got {embeddings.shape}")
+        expected = self.expected_embedding_shape()
+        if embeddings.ndim != len(expected) + 1 or any(e is not None and e != got
+                                                      for e, got in zip(expected, embeddings.shape[1:])):
+            raise CapstoneError(
+                f"embeddings: the {self.model_config.decoder} decoder of {self.run.path} (encoder "
+                f"{self.run.encoder or 'unknown'}) expects shape [N, {', '.join(str(e or '?') for e in expected)}], "
+                f"got {list(embeddings.shape)}")
         return {self.img_embeds: embeddings}
+
+    def expected_embedding_shape(self):
+        """Per image: (D,) pooled, or (G, G, D) spatial with G from the run's encoder when known."""
+        depth = self.model_config.img_embed_size
+        if not self.attends:
+            return (depth,)
+        from capstone.encoders import ENCODERS  # a table of sizes; loads no network
+        grid = ENCODERS[self.run.encoder].grid if self.run.encoder in ENCODERS else None
+        return (grid, grid, depth)
 
     def initial_state(self, images=None, embeddings=None):
         """(c, h) for a batch of images (pixels) or embeddings."""
         return self.session.run(self.init_lstm, self._input_feed(images, embeddings))
 
-    def step(self, words, state):
-        """One word for every row: words [B], state (c, h) -> (probs [B, vocab], (c', h'))."""
-        probs, c, h = self.session.run(self.one_step, {
-            self.current_word: np.asarray(words, dtype=np.int32),
-            self.lstm_c: state[0], self.lstm_h: state[1]})
+    def step(self, words, state, images=None, embeddings=None):
+        """One word for every row: words [B], state (c, h) -> (probs [B, vocab], (c', h')).
+
+        The attention decoder looks at the image at every word: give its images or embeddings too.
+        """
+        feed = {self.current_word: np.asarray(words, dtype=np.int32), self.lstm_c: state[0], self.lstm_h: state[1]}
+        if self.attends:
+            feed.update(self._input_feed(images, embeddings))
+        probs, c, h = self.session.run(self.one_step, feed)
         return probs, (c, h)
+
+    def attention_maps(self, images=None, embeddings=None, beam_size=0, max_len=MAX_LEN):
+        """For each image, [(word, weights [G, G])] of its greedy (or best beam) caption, END excluded:
+        where the attention decoder looked for each word. One Session.run for the batch."""
+        if not self.attends:
+            raise CapstoneError(f"{self.run.path}: a {self.model_config.decoder} decoder has no attention maps; "
+                                f"train with --decoder attention")
+        feed = self._input_feed(images, embeddings)
+        feed[self.max_len] = check_max_len(max_len)
+        if beam_size:
+            feed[self.beam_size] = check_beam_size(beam_size)
+            tokens, lengths, _ = self.beam_tokens
+            tokens, lengths, weights = self.session.run([tokens[:, 0], lengths[:, 0], self.beam_attention[:, 0]], feed)
+        else:
+            (tokens, lengths), weights = self.session.run([self.greedy_tokens, self.greedy_attention], feed)
+        grid = int(round(np.sqrt(weights.shape[-1])))
+        end = self.vocab[END]
+        return [[(self.inverse_vocab[int(t)], w.reshape(grid, grid)) for t, w in zip(row[:n], row_w[:n]) if t != end]
+                for row, n, row_w in zip(tokens, lengths, weights)]
 
     @property
     def banned_tokens(self):

@@ -25,7 +25,8 @@ LSTMState = collections.namedtuple("LSTMState", ["c", "h"])
 # The four gate activations of one step: input i, candidate j, forget f, output o.
 Gates = collections.namedtuple("Gates", ["i", "j", "f", "o"])
 
-ACTIVATIONS = {None: None, "linear": None, "elu": tf.nn.elu, "relu": tf.nn.relu, "tanh": tf.tanh}
+ACTIVATIONS = {None: None, "linear": None, "elu": tf.nn.elu, "relu": tf.nn.relu, "tanh": tf.tanh,
+               "sigmoid": tf.sigmoid}
 
 
 class Dense:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from capstone.support import run_dir as runs
 from capstone.support.atomic import atomic_open
 from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
+from capstone.attention import AttentionDecoder
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.decoder import Decoder
 from capstone.fast import FastDecoder
@@ -43,10 +44,16 @@ def generate_batch(decoder, images_embeddings, indexed_captions, batch_size, max
 
 
 def check_embeddings_and_captions(embeds, captions, what):
-    """The two inputs of training must line up row by row; say so clearly when they do not."""
-    embeds = np.asarray(embeds)
-    if embeds.ndim != 2:
-        raise CapstoneError(f"{what} embeddings: expected a 2-D array [images, features], got shape {embeds.shape}")
+    """The two inputs of training must line up row by row; say so clearly when they do not.
+
+    embeds: pooled embeddings [images, D], or spatial features [images, G, G, D] (a memory map
+    stays one: only the rows of each batch are ever read).
+    """
+    if not isinstance(embeds, np.memmap):
+        embeds = np.asarray(embeds)
+    if embeds.ndim not in (2, 4):
+        raise CapstoneError(f"{what} embeddings: expected [images, features] or spatial features "
+                            f"[images, grid, grid, channels], got shape {embeds.shape}")
     if len(embeds) != len(captions):
         raise CapstoneError(
             f"{what}: {len(embeds)} embeddings but {len(captions)} caption lists; the embeddings and file names "
@@ -56,7 +63,16 @@ def check_embeddings_and_captions(embeds, captions, what):
     for i, image_captions in enumerate(captions):
         if not image_captions:
             raise CapstoneError(f"{what}: image #{i} has no captions")
-    return embeds.astype(np.float32, copy=False)
+    return embeds if embeds.ndim == 4 else embeds.astype(np.float32, copy=False)
+
+
+def check_decoder_input(model_config, embeds, where):
+    """The attention decoder reads a grid of features per image, the course's decoder one vector."""
+    wants_grid = model_config.decoder == "attention"
+    if wants_grid != (embeds.ndim == 4):
+        need = "spatial features [images, grid, grid, channels] ('embed --spatial')" if wants_grid else \
+            "pooled embeddings [images, features] (the _img_embeds.pickle)"
+        raise CapstoneError(f"{where}: the {model_config.decoder} decoder needs {need}; got shape {embeds.shape}")
 
 
 @dataclasses.dataclass
@@ -77,7 +93,10 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(training_config.seed)
-        decoder = (FastDecoder if fast else Decoder)(len(vocab), vocab[PAD], model_config)
+        if model_config.decoder == "attention":
+            decoder = AttentionDecoder(len(vocab), vocab[PAD], model_config)
+        else:
+            decoder = (FastDecoder if fast else Decoder)(len(vocab), vocab[PAD], model_config)
         global_step = v1.train.get_or_create_global_step()
         train_op = v1.train.AdamOptimizer(training_config.learning_rate).minimize(decoder.loss, global_step=global_step)
         epoch = v1.get_variable("epoch", [], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
@@ -97,15 +116,33 @@ def dropout_feed(decoder, model_config, training_config, step):
     return {decoder.dropout_rate: model_config.dropout, decoder.dropout_seed: [training_config.seed, step]}
 
 
+class FixedBatches:
+    """Validation batches from a fixed seed, so every epoch is scored on the same data.
+
+    Drawn again (the same ones) each time they are iterated, not kept: a batch of spatial
+    features is megabytes, and a hundred of them would not fit beside the model.
+    """
+
+    def __init__(self, decoder, embeds, indexed_captions, training_config, n_batches):
+        self.args = (decoder, embeds, indexed_captions, training_config.batch_size, training_config.max_len)
+        self.seed, self.n_batches = training_config.seed, n_batches
+
+    def __len__(self):
+        return self.n_batches
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, 999_999])
+        return (generate_batch(*self.args, rng) for _ in range(self.n_batches))
+
+
 def fixed_batches(decoder, embeds, indexed_captions, training_config, n_batches):
-    """Validation batches drawn once from a fixed seed, so every epoch is scored on the same data."""
-    rng = np.random.default_rng([training_config.seed, 999_999])
-    return [generate_batch(decoder, embeds, indexed_captions, training_config.batch_size, training_config.max_len, rng)
-            for _ in range(n_batches)]
+    return FixedBatches(decoder, embeds, indexed_captions, training_config, n_batches)
 
 
 def mean_loss(session, decoder, feeds):
-    return float(np.mean([session.run(decoder.loss, feed) for feed in feeds]))
+    """The mean cross-entropy per token over ``feeds`` (without the attention decoder's penalty)."""
+    loss = getattr(decoder, "cross_entropy", decoder.loss)
+    return float(np.mean([session.run(loss, feed) for feed in feeds]))
 
 
 def prepare_run(run_dir, train_captions, model_config, training_config, encoder):
@@ -163,17 +200,18 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
     if has_val:
         val_embeds = check_embeddings_and_captions(val_embeds, val_captions, "validation data")
     if model_config is not None:
-        model_config = dataclasses.replace(model_config, img_embed_size=train_embeds.shape[1])
+        model_config = dataclasses.replace(model_config, img_embed_size=train_embeds.shape[-1])
     elif not runs.is_run_dir(run_dir):
-        model_config = ModelConfig(img_embed_size=train_embeds.shape[1])
+        model_config = ModelConfig(img_embed_size=train_embeds.shape[-1])
     run = prepare_run(run_dir, train_captions, model_config, training_config, encoder)
     model_config, config = run.model_config, run.training_config
-    if model_config.img_embed_size != train_embeds.shape[1]:
+    check_decoder_input(model_config, train_embeds, "training data")
+    if model_config.img_embed_size != train_embeds.shape[-1]:
         raise CapstoneError(f"{run_dir}: model expects {model_config.img_embed_size}-d embeddings, "
-                            f"got {train_embeds.shape[1]}-d ones")
-    if has_val and val_embeds.shape[1] != train_embeds.shape[1]:
-        raise CapstoneError(f"validation embeddings are {val_embeds.shape[1]}-d but training ones "
-                            f"{train_embeds.shape[1]}-d: use the same encoder for both")
+                            f"got {train_embeds.shape[-1]}-d ones")
+    if has_val and val_embeds.shape[1:] != train_embeds.shape[1:]:
+        raise CapstoneError(f"validation embeddings have shape {val_embeds.shape[1:]} per image but training ones "
+                            f"{train_embeds.shape[1:]}: use the same encoder for both")
 
     train_indexed = caption_tokens_to_indices(train_captions, run.vocab)
     g = build_training_graph(run.vocab, model_config, config, fast=fast)

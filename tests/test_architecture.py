@@ -20,12 +20,12 @@ RANKS = {
     "capstone.support": 2,
     "capstone.captions": 3, "capstone.layers": 3, "capstone.encoders": 3,
     "capstone.decoder": 4, "capstone.data": 4,
-    "capstone.fast": 5,
-    "capstone.training": 6, "capstone.final_model": 6,
-    "capstone.evaluation": 7,
-    "capstone.grading": 8, "capstone.web": 8, "capstone.deploy": 8,
-    "capstone.commands": 9,
-    "capstone.__main__": 10,
+    "capstone.fast": 5, "capstone.attention": 6,
+    "capstone.training": 7, "capstone.final_model": 7,
+    "capstone.evaluation": 8,
+    "capstone.grading": 9, "capstone.web": 9, "capstone.deploy": 9,
+    "capstone.commands": 10,
+    "capstone.__main__": 11,
 }
 COURSE = {"capstone.captions", "capstone.layers", "capstone.decoder", "capstone.training", "capstone.final_model",
           "capstone.config"}

@@ -63,8 +63,8 @@ def random_inception():
 
 
 def test_encoder_table_and_unknown_name():
-    assert encoders.ENCODERS["inception_v3"] == encoders.EncoderSpec(image_size=299, embed_size=2048)
-    assert encoders.ENCODERS["efficientnet_lite0"] == encoders.EncoderSpec(image_size=224, embed_size=1280)
+    assert encoders.ENCODERS["inception_v3"] == encoders.EncoderSpec(image_size=299, embed_size=2048, grid=8)
+    assert encoders.ENCODERS["efficientnet_lite0"] == encoders.EncoderSpec(image_size=224, embed_size=1280, grid=7)
     with pytest.raises(CapstoneError, match="'resnet'.*efficientnet_lite0, inception_v3"):
         encoders.get_cnn_encoder("resnet")
     with pytest.raises(CapstoneError, match="efficientnet_lite0: weights https://.* local .pth file"):
@@ -136,7 +136,7 @@ def test_lite0_weights_must_match(lite0_classifier):
 
 def test_frozen_lite0_equals_eager_and_is_cached(tmp_path, monkeypatch):
     cache_dir = tmp_path / "encoders"
-    cache_file = cache_dir / "efficientnet_lite0-imagenet-v1.pb"
+    cache_file = cache_dir / "efficientnet_lite0-imagenet-v2.pb"
     cache_dir.mkdir()
     cache_file.write_bytes(b"half-written garbage")  # a broken cache entry is rebuilt
     with tf.Graph().as_default():  # the way the captioning code calls it
@@ -154,6 +154,13 @@ def test_frozen_lite0_equals_eager_and_is_cached(tmp_path, monkeypatch):
     assert frozen_out.shape == (4, 1280)
     assert np.abs(frozen_out - eager).max() < 1e-4
     assert eager.std() > 0.1  # real features, not a constant
+    with tf.Graph().as_default() as graph:  # the feature grid the pooled embedding averages
+        pixels = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3])
+        grid = encoders.import_encoder(frozen, pixels, spatial=True)
+        with tf.compat.v1.Session(graph=graph) as session:
+            grid = session.run(grid, {pixels: images})
+    assert grid.shape == (4, 7, 7, 1280) and frozen.features_name == "features:0"
+    np.testing.assert_allclose(grid.mean(axis=(1, 2)), frozen_out, atol=1e-4)
 
     def must_not_rebuild(*args, **kwargs):
         raise AssertionError("the cached GraphDef should have been used")

@@ -12,6 +12,9 @@ def add_arguments(p):
     p.add_argument("--weights", default="imagenet", help="imagenet, a weights file, or an http(s) URL (inception_v3)")
     p.add_argument("--out", required=True, help="PREFIX: writes PREFIX_img_embeds.pickle and PREFIX_img_fns.pickle")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--spatial", action="store_true",
+                   help="also write PREFIX_img_features.npy: the CNN's feature grid per image (float16, memory-mapped), "
+                        "what 'train --decoder attention' reads")
 
 
 def run(args):
@@ -21,7 +24,14 @@ def run(args):
     encoder_spec(args.encoder)  # an unknown name fails before any work
     if not os.path.exists(args.source):
         raise CapstoneError(f"{args.source}: no such zip file or folder")
-    embeds, fns = embed_images(args.source, args.encoder, weights=args.weights, batch_size=args.batch_size)
+    if args.spatial:
+        from capstone.encoders.spatial import embed_spatial, features_path
+
+        embeds, fns = embed_spatial(args.source, args.encoder, args.out, weights=args.weights,
+                                    batch_size=args.batch_size)
+        print(features_path(args.out))
+    else:
+        embeds, fns = embed_images(args.source, args.encoder, weights=args.weights, batch_size=args.batch_size)
     for path in save_embeddings(args.out, embeds, fns):
         print(path)
     print(f"{len(fns)} images, {embeds.shape[1]}-d embeddings ({args.encoder})", file=sys.stderr)

@@ -32,13 +32,14 @@ from capstone.errors import CapstoneError
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
     image_size: int  # IMG_SIZE: side of the square RGB image the network takes
-    embed_size: int  # length of the pooled image embedding
+    embed_size: int  # length of the pooled image embedding (= channels of the last feature map)
+    grid: int = None  # side of the last feature map, which the pooled embedding averages
 
 
 ENCODERS = {
-    "inception_v3": EncoderSpec(image_size=299, embed_size=2048),
+    "inception_v3": EncoderSpec(image_size=299, embed_size=2048, grid=8),
     "efficientnet_lite0": EncoderSpec(
-        image_size=efficientnet_lite.IMG_SIZE, embed_size=efficientnet_lite.EMBED_SIZE
+        image_size=efficientnet_lite.IMG_SIZE, embed_size=efficientnet_lite.EMBED_SIZE, grid=7
     ),
 }
 

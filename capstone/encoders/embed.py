@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from capstone.encoders.frozen import frozen_encoder, import_encoder
+from capstone.encoders.spatial import read_features
 from capstone.errors import CapstoneError
 from capstone.support.tf_session import make_session
 from utils import apply_model, read_pickle, save_pickle
@@ -75,13 +76,20 @@ def save_embeddings(prefix, embeds, fns):
 
 
 def read_embeddings(embeds_fn, fns_fn):
-    """The course's pair of pickles -> (float32 [N, D], list of N file names), checked."""
-    embeds, fns = read_pickle(embeds_fn), read_pickle(fns_fn)
-    embeds = np.asarray(embeds)
-    if embeds.ndim != 2 or not np.issubdtype(embeds.dtype, np.number):
-        raise CapstoneError(f"{embeds_fn}: expected a numeric array [images, features], got shape {embeds.shape}")
+    """The course's pair of pickles -> (float32 [N, D], list of N file names), checked.
+
+    A ``.npy`` embeddings file holds spatial features (``embed --spatial``): it comes back as a
+    read-only memory map [N, G, G, D], so it never has to fit in memory.
+    """
+    spatial = str(embeds_fn).endswith(".npy")
+    embeds = None if spatial else np.asarray(read_pickle(embeds_fn))
+    fns = read_pickle(fns_fn)
     if not isinstance(fns, (list, tuple)) or not all(isinstance(fn, str) for fn in fns):
         raise CapstoneError(f"{fns_fn}: expected a list of file names")
+    if spatial:
+        return read_features(embeds_fn, len(fns)), list(fns)
+    if embeds.ndim != 2 or not np.issubdtype(embeds.dtype, np.number):
+        raise CapstoneError(f"{embeds_fn}: expected a numeric array [images, features], got shape {embeds.shape}")
     if len(embeds) != len(fns):
         raise CapstoneError(f"{embeds_fn} has {len(embeds)} embeddings but {fns_fn} has {len(fns)} file names; "
                             f"they must come from the same embedding run")

@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import os
 
+import keras
+
 from google.protobuf.message import DecodeError
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -20,7 +22,8 @@ from capstone.errors import CapstoneError
 
 INPUT_NODE = "images"  # frozen graph input: float32 RGB pixels in [0, 255], [None, S, S, 3]
 OUTPUT_NODE = "embedding"  # frozen graph output: pooled embedding, [None, D]
-CACHE_FORMAT = "v1"  # part of cache file names; bump it when freezing changes
+FEATURES_NODE = "features"  # frozen graph output: the last feature map before pooling, [None, G, G, D]
+CACHE_FORMAT = "v2"  # part of cache file names; bump it when freezing changes (v2: + features)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,26 +34,34 @@ class FrozenEncoder:
     image_size: int  # S
     embed_size: int  # D
     name: str  # e.g. "inception_v3"
+    features_name: str = None  # "features:0", float32 [None, G, G, D], where the model pools one
 
 
 def freeze_encoder(model, image_size, preprocess_for_model, name="custom"):
     """Trace ``preprocess_for_model`` + ``model`` into a GraphDef with the weights as constants.
 
     Input tensor "images:0": raw float32 RGB pixels in [0, 255], [None, image_size, image_size, 3].
-    Output tensor "embedding:0": the model's output, [None, D]. Returns a FrozenEncoder.
+    Output tensor "embedding:0": the model's output, [None, D]; and, when the model ends with
+    global average pooling, "features:0": the feature map it pools, [None, G, G, D] (what an
+    attention decoder looks at). Returns a FrozenEncoder.
     """
     with _eager_context():
         pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=INPUT_NODE)
+        pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+        both = keras.Model(model.input, [model.output, pools[-1].input]) if pools else None
 
         @tf.function(input_signature=[pixels])
         def encode(images):
-            embedding = model(preprocess_for_model(images), training=False)  # [None, D]
-            return tf.identity(embedding, name=OUTPUT_NODE)
+            if both is None:
+                return [tf.identity(model(preprocess_for_model(images), training=False), name=OUTPUT_NODE)]
+            embedding, features = both(preprocess_for_model(images), training=False)  # [None, D], [None, G, G, D]
+            return [tf.identity(embedding, name=OUTPUT_NODE), tf.identity(features, name=FEATURES_NODE)]
 
         frozen_function = convert_variables_to_constants_v2(encode.get_concrete_function())
         graph_def = frozen_function.graph.as_graph_def()
     embed_size = int(frozen_function.outputs[0].shape[-1])
-    return FrozenEncoder(graph_def, INPUT_NODE + ":0", OUTPUT_NODE + ":0", image_size, embed_size, name)
+    return FrozenEncoder(graph_def, INPUT_NODE + ":0", OUTPUT_NODE + ":0", image_size, embed_size, name,
+                         FEATURES_NODE + ":0" if pools else None)
 
 
 def _cache_file(name, weights, cache_dir):
@@ -83,19 +94,18 @@ def _read_cached(path, name):
             graph_def.ParseFromString(file.read())
     except (OSError, DecodeError):  # a corrupt cache file is rebuilt, not an error
         return None
-    if not {INPUT_NODE, OUTPUT_NODE} <= {node.name for node in graph_def.node}:
+    if not {INPUT_NODE, OUTPUT_NODE, FEATURES_NODE} <= {node.name for node in graph_def.node}:
         return None
     spec = ENCODERS[name]
-    return FrozenEncoder(
-        graph_def, INPUT_NODE + ":0", OUTPUT_NODE + ":0", spec.image_size, spec.embed_size, name
-    )
+    return FrozenEncoder(graph_def, INPUT_NODE + ":0", OUTPUT_NODE + ":0", spec.image_size, spec.embed_size, name,
+                         FEATURES_NODE + ":0")
 
 
 def frozen_encoder(name, weights="imagenet", cache_dir=None):
     """FrozenEncoder for ENCODERS[name], read from the disk cache when it is there.
 
     Cache: ``cache_dir`` or ``$CAPSTONE_CACHE/encoders`` (default ``~/.cache/capstone/encoders``),
-    file ``<name>-<weights tag>-v1.pb``. weights=None (random init) is never cached.
+    file ``<name>-<weights tag>-v2.pb``. weights=None (random init) is never cached.
     """
     spec = encoder_spec(name)
     path = _cache_file(name, weights, cache_dir)
@@ -110,11 +120,12 @@ def frozen_encoder(name, weights="imagenet", cache_dir=None):
     return frozen
 
 
-def import_encoder(frozen, input_images):
+def import_encoder(frozen, input_images, spatial=False):
     """Import the frozen encoder into the current v1 graph, fed by ``input_images``.
 
     input_images: float32 RGB pixels in [0, 255], [None, S, S, 3] (S = frozen.image_size).
-    Returns the embedding tensor [None, D]; the imported ops live under the name scope "encoder".
+    Returns the embedding tensor [None, D], or with ``spatial`` the feature map [None, G, G, D];
+    the imported ops live under the name scope "encoder".
     """
     if tf.executing_eagerly():
         raise CapstoneError(
@@ -126,10 +137,13 @@ def import_encoder(frozen, input_images):
             f"import_encoder: input images are {input_images.dtype.name} {input_images.shape}; "
             f"expected float32 {expected} for {frozen.name}"
         )
-    (embedding,) = tf.compat.v1.import_graph_def(
+    if spatial and frozen.features_name is None:
+        raise CapstoneError(f"import_encoder: {frozen.name} has no feature map to attend to (it does not end "
+                            f"with global average pooling)")
+    (output,) = tf.compat.v1.import_graph_def(
         frozen.graph_def,
         input_map={frozen.input_name: input_images},
-        return_elements=[frozen.output_name],
+        return_elements=[frozen.features_name if spatial else frozen.output_name],
         name="encoder",
     )
-    return embedding  # [None, D]
+    return output  # [None, D], or [None, G, G, D]

@@ -16,7 +16,6 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from capstone.layers import LSTMState
 
 v1 = tf.compat.v1
 
@@ -33,6 +32,20 @@ def next_word_probs(layers, words, state):
     return tf.nn.softmax(logits), new_state
 
 
+def show_and_tell_step(layers):
+    """``step_for`` of the course decoder: a step function for any number of rows per image.
+
+    A step is ``step(words [N], state) -> (probs [N, vocab], new state, weights [N, 0])``; the
+    course decoder looks at no image location, so its attention weights are empty.
+    """
+    def step_for(rows_per_image):
+        def step(words, state):
+            probs, new_state = next_word_probs(layers, words, state)
+            return probs, new_state, tf.zeros([tf.shape(words)[0], 0])
+        return step
+    return step_for
+
+
 def allowed_tokens(vocab_size, banned):
     """[vocab] bool constant: False for the tokens that may never be emitted (PAD, UNK, START)."""
     allowed = np.ones(vocab_size, dtype=bool)
@@ -40,29 +53,33 @@ def allowed_tokens(vocab_size, banned):
     return tf.constant(allowed)
 
 
-def greedy_decode(layers, init_state, start_idx, end_idx, banned, max_len, sample=False, temperature=1.0,
-                  seed=(0, 0)):
+def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, max_len, sample=False,
+                  temperature=1.0, seed=(0, 0)):
     """The most probable word at every step (or one drawn at a temperature), for every row at once.
 
-    Inputs: init_state LSTMState [B, LSTM_UNITS] (from the image); max_len [] int32; sample []
-      bool; temperature [] float32; seed [2] int64 (the draws are a function of seed and step).
-    Outputs: (tokens [B, steps] int32, lengths [B] int32). Row b's caption is
-      tokens[b, :lengths[b]]: its words up to and including its first END. The loop stops when
-      every row has said END or after max_len words, so steps <= max_len.
+    Inputs: step_for (``show_and_tell_step`` or the attention decoder's): step_for(1) is the step
+      function; init_state: the decoder's state for B images (any nest of [B, ...] tensors);
+      max_len [] int32; sample [] bool; temperature [] float32; seed [2] int64 (the draws are a
+      function of seed and step).
+    Outputs: (tokens [B, steps] int32, lengths [B] int32, weights [B, steps, L] float32). Row b's
+      caption is tokens[b, :lengths[b]]: its words up to and including its first END; weights
+      are the attention weights over L image locations behind each word (L = 0 without attention).
+      The loop stops when every row has said END or after max_len words, so steps <= max_len.
 
     Finished rows keep being computed (the batch never changes shape), so every row's tokens
     are what it would get alone. The course's temperature, p ** (1 / t) renormalised, is a
     softmax of log(p) / t; it cannot change which word is the most probable.
     """
-    allowed = allowed_tokens(layers.token_logits.units, banned)[None]  # [1, vocab]
-    batch = tf.shape(init_state.h)[0]
+    step_fn = step_for(1)
+    allowed = allowed_tokens(vocab_size, banned)[None]                 # [1, vocab]
+    batch = tf.shape(tf.nest.flatten(init_state)[0])[0]
     sample, seed = tf.convert_to_tensor(sample, tf.bool), tf.cast(seed, tf.int64)
 
-    def keep_going(step, words, state, done, lengths, history):
+    def keep_going(step, words, state, done, lengths, history, weights):
         return tf.logical_and(step < max_len, tf.logical_not(tf.reduce_all(done)))
 
-    def one_word(step, words, state, done, lengths, history):
-        probs, state = next_word_probs(layers, words, state)                      # [B, vocab]
+    def one_word(step, words, state, done, lengths, history, weights):
+        probs, state, step_weights = step_fn(words, state)                        # [B, vocab], [B, L]
         probs = tf.where(allowed, probs, 0.0)
         words = tf.cond(
             sample,
@@ -71,7 +88,7 @@ def greedy_decode(layers, init_state, start_idx, end_idx, banned, max_len, sampl
             lambda: tf.argmax(probs, axis=1, output_type=tf.int32))               # [B]
         lengths += tf.cast(tf.logical_not(done), tf.int32)  # rows that ended keep their length
         done = tf.logical_or(done, tf.equal(words, end_idx))
-        return step + 1, words, state, done, lengths, history.write(step, words)
+        return step + 1, words, state, done, lengths, history.write(step, words), weights.write(step, step_weights)
 
     start = (
         tf.constant(0),
@@ -80,60 +97,72 @@ def greedy_decode(layers, init_state, start_idx, end_idx, banned, max_len, sampl
         tf.zeros([batch], tf.bool),
         tf.zeros([batch], tf.int32),
         tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])),
+        tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None, None])),
     )
-    _, _, _, _, lengths, history = v1.while_loop(keep_going, one_word, start, name="greedy_decode")
-    return tf.transpose(history.stack()), lengths  # [B, steps], [B]
+    _, _, _, _, lengths, history, weights = v1.while_loop(keep_going, one_word, start, name="greedy_decode")
+    return tf.transpose(history.stack()), lengths, tf.transpose(weights.stack(), [1, 0, 2])
 
 
 # What the beam-search loop carries from word to word, per image b and beam slot k.
 Beams = collections.namedtuple("Beams", [
     "words",        # [B*K] int32: each slot's last word (the next LSTM input)
-    "state",        # LSTMState [B*K, LSTM_UNITS]
+    "state",        # the decoder's state, rows [B*K] (LSTMState, or more for attention)
     "done",         # [B] bool: the image's search has ended
     "open_scores",  # [B, K] float64: sum of log probs of each open beam, -inf for an empty slot
     "open_tokens",  # [B, K, max_len] int32: the open beams' words so far
     "open_length",  # [B] int32: words in every open beam of the image
+    "open_weights",  # [B, K, max_len, L] float32: attention weights behind each word (L = 0: none)
     "fin_scores",   # [B, K] float64: the K best finished captions' length-normalised scores
     "fin_tokens",   # [B, K, max_len] int32
     "fin_lengths",  # [B, K] int32
+    "fin_weights",  # [B, K, max_len, L] float32
 ])
 
 
-def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_len, length_alpha):
+def beam_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, beam_size, max_len, length_alpha,
+                n_weights=0):
     """Length-normalised beam search for every image of a batch in one while loop.
 
-    Inputs: init_state LSTMState [B, LSTM_UNITS]; beam_size [] int32, max_len [] int32 and
-      length_alpha [] float64 tensors.
-    Outputs: (tokens [B, K, max_len] int32, lengths [B, K] int32, scores [B, K] float64), the K =
-      beam_size best captions of each image, best first: tokens[b, k, :lengths[b, k]] without
-      START/END, score = sum(log p) / (length + 1) ** length_alpha. Where an image has fewer than
+    Inputs: step_for: step_for(K) is the step function for rows b * K + slot; init_state: the
+      decoder's state for B images (any nest of [B, ...]); beam_size [] int32, max_len [] int32 and
+      length_alpha [] float64 tensors; n_weights: L, the image locations a step attends to (0: none).
+    Outputs: (tokens [B, K, max_len] int32, lengths [B, K] int32, scores [B, K] float64,
+      weights [B, K, max_len, L] float32), the K = beam_size best captions of each image, best
+      first: tokens[b, k, :lengths[b, k]] without START/END, score = sum(log p) / (length + 1) **
+      length_alpha, and the attention weights behind each word. Where an image has fewer than
       K captions (a tiny vocabulary) the missing ones score -inf.
 
     Every image keeps K beam slots (rows b * K + slot of the LSTM state). Slots that hold no beam
     score -inf, so no candidate grows from them, as if they did not exist. An image stops (its
     slots freeze) when its best open beam cannot beat its K-th finished caption any more.
     """
-    batch, k = tf.shape(init_state.h)[0], beam_size
+    batch, k = tf.shape(tf.nest.flatten(init_state)[0])[0], beam_size
     minus_inf = tf.constant(-np.inf, tf.float64)
     alpha = tf.cast(length_alpha, tf.float64)
-    allowed = allowed_tokens(layers.token_logits.units, banned)[None]   # [1, vocab]
+    allowed = allowed_tokens(vocab_size, banned)[None]                  # [1, vocab]
+    step_fn = step_for(k)
 
     def keep_going(t, beams):
         return tf.logical_and(t < max_len, tf.logical_not(tf.reduce_all(beams.done)))
 
     def one_word(t, beams):
-        probs, new_state = next_word_probs(layers, beams.words, beams.state)           # [B*K, vocab]
+        probs, new_state, step_weights = step_fn(beams.words, beams.state)              # [B*K, vocab], [B*K, L]
         cand = best_candidates(tf.where(allowed, probs, -1.0), beams.open_scores, k)
         ends = tf.logical_and(cand.finite, tf.equal(cand.words, end_idx))
         opens = tf.logical_and(cand.finite, tf.not_equal(cand.words, end_idx))
         cand_tokens = tf.gather(beams.open_tokens, cand.slots, batch_dims=1)          # [B, 2K, max_len]
+        at_t = tf.equal(tf.range(tf.shape(beams.open_tokens)[2]), t)                   # [max_len]
+        step_weights = tf.reshape(step_weights, [batch, k, 1, n_weights])              # [B, K, 1, L]
+        with_step = tf.where(at_t[None, None, :, None], step_weights, beams.open_weights)  # [B, K, max_len, L]
+        cand_weights = tf.gather(with_step, cand.slots, batch_dims=1)                  # [B, 2K, max_len, L]
 
         # Captions that end now (t + 1 words, END included) join the finished ones; only the K
         # best can ever be returned.
         end_scores = tf.where(ends, cand.scores / tf.cast(t + 1, tf.float64) ** alpha, minus_inf)
-        fin_scores, fin_tokens, fin_lengths = best_k(
+        fin_scores, (fin_tokens, fin_lengths, fin_weights) = best_k(
             tf.concat([beams.fin_scores, end_scores], 1), k, tf.concat([beams.fin_tokens, cand_tokens], 1),
-            tf.concat([beams.fin_lengths, tf.fill(tf.shape(cand.words), t)], 1))
+            tf.concat([beams.fin_lengths, tf.fill(tf.shape(cand.words), t)], 1),
+            tf.concat([beams.fin_weights, cand_weights], 1))
 
         # The first K candidates that go on become the next beams.
         position = tf.range(2 * k)[None]                                                 # [1, 2K]
@@ -142,8 +171,9 @@ def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_l
         next_scores = tf.where(next_valid, tf.gather(cand.scores, pick, batch_dims=1), minus_inf)
         next_slot = tf.gather(cand.slots, pick, batch_dims=1)
         next_word = tf.gather(cand.words, pick, batch_dims=1)
-        at_t = tf.equal(tf.range(tf.shape(beams.open_tokens)[2]), t)[None, None]         # [1, 1, max_len]
-        next_tokens = tf.where(at_t, next_word[:, :, None], tf.gather(beams.open_tokens, next_slot, batch_dims=1))
+        next_tokens = tf.where(at_t[None, None], next_word[:, :, None],
+                               tf.gather(beams.open_tokens, next_slot, batch_dims=1))
+        next_weights = tf.gather(with_step, next_slot, batch_dims=1)
 
         # Stop an image when its best open beam cannot beat its K-th finished caption, or when
         # nothing goes on.
@@ -156,8 +186,9 @@ def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_l
         go_on = tf.logical_and(active, tf.logical_not(stop))
         go_on_rows = tf.repeat(go_on, k)            # [B*K]: each image's flag for its slots' rows
         parent_rows = tf.reshape(tf.range(batch)[:, None] * k + next_slot, [-1])        # [B*K]
-        state = LSTMState(*(tf.where(go_on_rows[:, None], tf.gather(new, parent_rows), old)
-                            for new, old in zip(new_state, beams.state)))
+        state = tf.nest.map_structure(
+            lambda new, old: tf.where(tf.reshape(go_on_rows, [-1] + [1] * (len(old.shape) - 1)),
+                                      tf.gather(new, parent_rows), old), new_state, beams.state)
         return t + 1, Beams(
             words=tf.where(go_on_rows, tf.reshape(next_word, [-1]), beams.words),
             state=state,
@@ -165,34 +196,37 @@ def beam_decode(layers, init_state, start_idx, end_idx, banned, beam_size, max_l
             open_scores=tf.where(go_on[:, None], next_scores, beams.open_scores),
             open_tokens=tf.where(go_on[:, None, None], next_tokens, beams.open_tokens),
             open_length=tf.where(go_on, beams.open_length + 1, beams.open_length),
+            open_weights=tf.where(go_on[:, None, None, None], next_weights, beams.open_weights),
             fin_scores=tf.where(active[:, None], fin_scores, beams.fin_scores),
             fin_tokens=tf.where(active[:, None, None], fin_tokens, beams.fin_tokens),
             fin_lengths=tf.where(active[:, None], fin_lengths, beams.fin_lengths),
+            fin_weights=tf.where(active[:, None, None, None], fin_weights, beams.fin_weights),
         )
 
-    first = first_beams(init_state, start_idx, k, max_len)
-    invariants = Beams(*(tf.TensorShape([None] * len(x.shape)) if not isinstance(x, LSTMState)
-                         else LSTMState(*(tf.TensorShape([None, s.shape[1]]) for s in x)) for x in first))
+    first = first_beams(init_state, start_idx, k, max_len, n_weights)
+    invariants = tf.nest.map_structure(lambda x: tf.TensorShape([None] * (len(x.shape) - 1) + [x.shape[-1]]), first)
     _, final = v1.while_loop(keep_going, one_word, (tf.constant(0), first),
                              shape_invariants=(tf.TensorShape([]), invariants), name="beam_decode")
     return finish(final, k, alpha)
 
 
-def first_beams(init_state, start_idx, k, max_len):
+def first_beams(init_state, start_idx, k, max_len, n_weights):
     """Before the first word each image has one beam (slot 0, empty, log prob 0) and nothing finished."""
-    batch = tf.shape(init_state.h)[0]
+    batch = tf.shape(tf.nest.flatten(init_state)[0])[0]
     minus_inf = tf.constant(-np.inf, tf.float64)
     first_slot = tf.equal(tf.range(k), 0)[None]                                          # [1, K]
     return Beams(
         words=tf.fill([batch * k], tf.constant(start_idx, tf.int32)),
-        state=LSTMState(*(tf.repeat(s, k, axis=0) for s in init_state)),                 # [B*K, LSTM_UNITS]
+        state=tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), init_state),      # rows [B*K]
         done=tf.zeros([batch], tf.bool),
         open_scores=tf.where(first_slot, tf.zeros([batch, k], tf.float64), minus_inf),
         open_tokens=tf.fill([batch, k, max_len], -1),
         open_length=tf.zeros([batch], tf.int32),
+        open_weights=tf.zeros([batch, k, max_len, n_weights]),
         fin_scores=minus_inf * tf.ones([batch, k], tf.float64),
         fin_tokens=tf.fill([batch, k, max_len], -1),
         fin_lengths=tf.zeros([batch, k], tf.int32),
+        fin_weights=tf.zeros([batch, k, max_len, n_weights]),
     )
 
 
@@ -231,16 +265,16 @@ def finish(beams, k, alpha):
     cut_scores = tf.where(tf.logical_and(need_more[:, None], tf.math.is_finite(beams.open_scores)),
                           cut_scores, minus_inf)
     open_lengths = tf.tile(beams.open_length[:, None], [1, k])
-    scores, tokens, lengths = best_k(tf.concat([beams.fin_scores, cut_scores], 1), k,
-                                     tf.concat([beams.fin_tokens, beams.open_tokens], 1),
-                                     tf.concat([beams.fin_lengths, open_lengths], 1))
-    return tokens, lengths, scores
+    scores, (tokens, lengths, weights) = best_k(
+        tf.concat([beams.fin_scores, cut_scores], 1), k, tf.concat([beams.fin_tokens, beams.open_tokens], 1),
+        tf.concat([beams.fin_lengths, open_lengths], 1), tf.concat([beams.fin_weights, beams.open_weights], 1))
+    return tokens, lengths, scores, weights
 
 
-def best_k(scores, k, tokens, lengths):
+def best_k(scores, k, *per_caption):
     """The k best of n captions per image, best first; ties keep the earlier one first (a stable sort).
 
-    scores [B, n], tokens [B, n, max_len], lengths [B, n] -> the same with n = k.
+    scores [B, n] and tensors [B, n, ...] (tokens, lengths, weights) -> scores [B, k], (the same with n = k).
     """
     top_scores, index = tf.math.top_k(scores, k)  # top_k puts the lower index first among equals
-    return top_scores, tf.gather(tokens, index, batch_dims=1), tf.gather(lengths, index, batch_dims=1)
+    return top_scores, tuple(tf.gather(x, index, batch_dims=1) for x in per_caption)
