@@ -233,8 +233,8 @@ class FinalModel:
         feed[self.max_len] = check_max_len(max_len)
         if beam_size:
             feed[self.beam_size] = check_beam_size(beam_size)
-            tokens, lengths, _ = self.beam_tokens
-            tokens, lengths, weights = self.session.run([tokens[:, 0], lengths[:, 0], self.beam_attention[:, 0]], feed)
+            (tokens, lengths, _), weights = self.session.run([self.beam_tokens, self.beam_attention], feed)
+            tokens, lengths, weights = tokens[:, 0], lengths[:, 0], weights[:, 0]  # the best beam, END not in it
         else:
             (tokens, lengths), weights = self.session.run([self.greedy_tokens, self.greedy_attention], feed)
         grid = int(round(np.sqrt(weights.shape[-1])))

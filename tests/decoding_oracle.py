@@ -64,8 +64,9 @@ def greedy_tokens_stepwise(model, embeddings, max_len=20):
     batch = len(state[0])
     words = np.full(batch, model.vocab["#START#"], dtype=np.int32)
     tokens, done = [[] for _ in range(batch)], np.zeros(batch, dtype=bool)
+    image = {"embeddings": embeddings} if model.attends else {}  # attention looks at the image at every word
     for _ in range(max_len):
-        probs, state = model.step(words, state)
+        probs, state = model.step(words, state, **image)
         probs = probs.astype(np.float64)
         probs[:, model.banned_tokens] = 0.0
         words = probs.argmax(axis=1).astype(np.int32)
@@ -80,6 +81,13 @@ def greedy_tokens_stepwise(model, embeddings, max_len=20):
 def beam_search_tokens_stepwise(model, embeddings, beam_size=3, max_len=20, length_alpha=1.0):
     """``FinalModel.beam_search_tokens`` with the numpy ``beam_search``: one Session.run per word per image."""
     c, h = model.initial_state(embeddings=embeddings)
-    return [beam_search(model.step, (c[row:row + 1], h[row:row + 1]), model.vocab["#START#"], model.vocab["#END#"],
+
+    def step_of(row):
+        if not model.attends:
+            return model.step
+        return lambda words, state: model.step(words, state, embeddings=np.repeat(embeddings[row:row + 1],
+                                                                                  len(words), axis=0))
+
+    return [beam_search(step_of(row), (c[row:row + 1], h[row:row + 1]), model.vocab["#START#"], model.vocab["#END#"],
                         beam_size=beam_size, max_len=max_len, length_alpha=length_alpha, banned=model.banned_tokens)
             for row in range(len(c))]
