@@ -18,6 +18,8 @@ def add_arguments(p):
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--seed", type=int, default=None, help="seed for --sample")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--attention-plot", metavar="OUT.png",
+                   help="attention runs: draw where each word looked (one image: OUT.png; several: OUT_<name>.png)")
 
 
 def _check_caption_args(args):
@@ -32,6 +34,24 @@ def _check_caption_args(args):
     for path in args.images:
         if not os.path.isfile(path):
             raise CapstoneError(f"{path}: image file does not exist")
+    if args.attention_plot and not args.images:
+        raise CapstoneError("--attention-plot draws over images: give image files, not --embeds")
+
+
+def plot_paths(out, names):
+    """OUT.png for one image; OUT_<name>.png for each of several."""
+    if len(names) == 1:
+        return [out]
+    stem, ext = os.path.splitext(out)
+    return [f"{stem}_{os.path.splitext(os.path.basename(name))[0]}{ext or '.png'}" for name in names]
+
+
+def save_attention_plots(model, images, names, args):
+    from capstone.evaluation.attention_plot import save_attention_plot
+
+    for path, image, name in zip(plot_paths(args.attention_plot, names), images, names):
+        maps = model.attention_maps(images=image[None], beam_size=args.beam, max_len=args.max_len)[0]
+        print(save_attention_plot(image, maps, path, title=os.path.basename(name)))
 
 
 def caption_batches(model, names, inputs, args, kind):
@@ -52,6 +72,13 @@ def run(args):
     from capstone.final_model import FinalModel
 
     _check_caption_args(args)
+    if args.attention_plot:
+        from capstone.support.run_dir import load_run
+
+        decoder = load_run(args.run_dir).model_config.decoder
+        if decoder != "attention":
+            raise CapstoneError(f"--attention-plot: {args.run_dir} holds a {decoder} decoder, which looks at one "
+                                f"pooled vector, not at places; train one with --decoder attention")
     if args.embeds:
         embeds, fns = read_embeddings(args.embeds, args.fns)
         model = FinalModel.load(args.run_dir)
@@ -64,3 +91,5 @@ def run(args):
         pairs = caption_batches(model, args.images, images, args, "images")
     for name, caption in pairs:
         print(f"{name}\t{caption}", flush=True)
+    if args.attention_plot:
+        save_attention_plots(model, images, args.images, args)
