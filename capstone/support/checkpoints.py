@@ -137,6 +137,12 @@ def prune(run_dir, keep=KEEP):
                 for path in glob.glob(glob.escape(prefix) + ".*"):
                     os.remove(path)
         _remove_old_pointer(directory)
+    best = os.path.join(run_dir, runs.BEST)
+    installed = runs._newest_in(best) if os.path.isdir(best) else None
+    name = os.path.basename(os.path.dirname(installed)) if installed else ""
+    if runs.EPOCH_DIR.match(name):  # a kill may have come after best/checkpoint switched to it
+        with writing(best, "run the same command again"):
+            _prune_best(best, keep=name)
 
 
 def _prune_best(best, keep):

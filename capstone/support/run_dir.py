@@ -129,12 +129,16 @@ def _newest_in(directory):
     """The newest checkpoint prefix that TensorFlow's ``checkpoint`` index file names in ``directory``.
 
     The index may hold absolute paths from the machine that trained (a run copied from a GPU
-    notebook to a laptop): a path that is not there is looked up by its file name in ``directory``.
+    notebook to a laptop): a path outside ``directory`` is looked up by its file name in it first.
     """
     state = tf.train.get_checkpoint_state(directory)
     if state is None or not state.model_checkpoint_path:
         return None
-    for prefix in (state.model_checkpoint_path, os.path.join(directory, os.path.basename(state.model_checkpoint_path))):
+    named = state.model_checkpoint_path  # a relative path comes back joined to ``directory``
+    here = os.path.join(directory, os.path.basename(named))
+    inside = os.path.abspath(named).startswith(os.path.join(os.path.abspath(directory), ""))
+    # the copy in this run directory first, even where the machine also has the named one
+    for prefix in (named, here) if inside else (here, named):
         if tf.io.gfile.exists(prefix + ".index"):
             return prefix
     return None
