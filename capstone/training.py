@@ -206,7 +206,7 @@ def _then(epochs_done):
 
 def _publish_history(run_dir, history, then):
     """history.json and loss.png, rewritten from the epoch records."""
-    runs.write_history(run_dir, history)
+    runs.write_history(run_dir, history, then)
     path = os.path.join(run_dir, "loss.png")
     with writing(path, then):
         if history:

@@ -54,7 +54,9 @@ class Run:
 def save_run(run):
     with writing(run.path):
         os.makedirs(run.path, exist_ok=True)
+    with writing(os.path.join(run.path, VOCAB)):
         write_json(os.path.join(run.path, VOCAB), run.vocab)
+    with writing(os.path.join(run.path, CONFIG)):
         write_json(os.path.join(run.path, CONFIG), {
             "model": dataclasses.asdict(run.model_config),
             "training": dataclasses.asdict(run.training_config),
@@ -103,8 +105,8 @@ def read_history(path):
     return _read_json(history_path) if os.path.exists(history_path) else []
 
 
-def write_history(path, history):
-    with writing(os.path.join(path, HISTORY)):
+def write_history(path, history, then="run the same command again"):
+    with writing(os.path.join(path, HISTORY), then):
         write_json(os.path.join(path, HISTORY), history)
 
 
