@@ -15,7 +15,7 @@ from capstone.encoders.embed import save_embeddings
 from capstone.errors import CapstoneError
 from capstone.support import run_dir as runs
 from capstone.support.atomic import write_json
-from test_checkpoints import TINY, _leftovers, _losses, _tensors, _train, tiny_config
+from test_checkpoints import TINY, _leftovers, _losses, _tensors, _train
 from synthetic import make_problem
 
 
