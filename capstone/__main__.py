@@ -4,6 +4,7 @@ Every command reports bad input as one line ``error: ...`` on stderr and exit st
 """
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -13,6 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from capstone.commands import COMMANDS  # noqa: E402
 from capstone.errors import CapstoneError  # noqa: E402
+
+# Out of space, over quota, file too large, permission denied, read-only file system.
+DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EACCES, errno.EPERM,
+               errno.EROFS}
 
 
 def main(argv=None):
@@ -31,6 +36,13 @@ def main(argv=None):
         return args.run(args) or 0
     except CapstoneError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a write no command turned into a CapstoneError: disk full, read-only
+        from capstone.support.disk import disk_error
+
+        if error.errno not in DISK_ERRNOS:
+            raise
+        print(f"error: {disk_error(error.filename or 'a file', error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: a 'train' run continues from its last finished epoch when started again", file=sys.stderr)

@@ -4,6 +4,7 @@
 directory it restores the last finished epoch (weights, Adam's moments, step counter), keeps
 the saved vocabulary and continues with the next epoch. Batches are drawn from a generator
 seeded by (seed, epoch), so a resumed run sees the same batches the uninterrupted run would.
+How checkpoints, best/ and history.json stay whole and agree: ``capstone.support.checkpoints``.
 """
 
 import dataclasses
@@ -15,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from capstone.support import run_dir as runs
+from capstone.support import checkpoints, run_dir as runs
 from capstone.support.atomic import atomic_open
+from capstone.support.disk import writing
 from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
 from capstone.attention import AttentionDecoder
 from capstone.config import ModelConfig, TrainingConfig
@@ -85,7 +87,6 @@ class TrainingGraph:
     next_epoch: tf.Tensor       # placeholder for the value assigned to epoch
     set_epoch: tf.Operation
     saver: v1.train.Saver       # one checkpoint per epoch, last 3 kept
-    best_saver: v1.train.Saver  # the lowest validation loss so far
     init: tf.Operation
 
 
@@ -103,8 +104,8 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
         next_epoch = v1.placeholder(tf.int64, [], name="next_epoch")
         return TrainingGraph(
             graph=graph, decoder=decoder, train_op=train_op, epoch=epoch, next_epoch=next_epoch,
-            set_epoch=epoch.assign(next_epoch), saver=v1.train.Saver(max_to_keep=3),
-            best_saver=v1.train.Saver(max_to_keep=1), init=v1.global_variables_initializer(),
+            set_epoch=epoch.assign(next_epoch), init=v1.global_variables_initializer(),
+            saver=v1.train.Saver(max_to_keep=None),  # keeps nothing itself: capstone.support.checkpoints prunes
         )
 
 
@@ -222,7 +223,14 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
     else:
         session.run(g.init)
     start_epoch = int(session.run(g.epoch))
-    history = [h for h in runs.read_history(run_dir) if h["epoch"] <= start_epoch]
+    # A kill may have come between any two steps of the last save: finish them first.
+    then = _then(start_epoch)
+    on_disk = runs.read_history(run_dir)
+    history = checkpoints.recover(run_dir, start_epoch, then)
+    recovered = [record for record in history if record not in on_disk]
+    if history != on_disk:
+        _publish_history(run_dir, history, then)
+    checkpoints.prune(run_dir)
     if start_epoch:
         log(f"resuming {run_dir} after epoch {start_epoch} ({checkpoint})")
 
@@ -233,15 +241,43 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
     # The v1 Saver and FileWriter refuse to work in eager mode, so the loop runs inside the graph.
     with g.graph.as_default():
         return _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed,
-                             val_feeds, history, start_epoch, progress, log)
+                             val_feeds, history, start_epoch, progress, log, recovered)
+
+
+def _then(epochs_done):
+    """What to do after a disk error: the run is intact up to its last finished epoch."""
+    return (f"run the same command again to continue after epoch {epochs_done}" if epochs_done
+            else "run the same command again")
+
+
+def _publish_history(run_dir, history, then):
+    """history.json and loss.png, rewritten from the epoch records."""
+    runs.write_history(run_dir, history, then)
+    path = os.path.join(run_dir, "loss.png")
+    with writing(path, then):
+        if history:
+            plot_history(history, path)
+
+
+def _write_summaries(run_dir, writer, records, then):
+    with writing(os.path.join(run_dir, "tensorboard"), then):
+        for record in records:
+            values = {k: record[k] for k in ("train_loss", "val_loss") if record.get(k) is not None}
+            writer.add_summary(_scalar_summary(values), record["epoch"])
+        writer.flush()
 
 
 def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed, val_feeds, history,
-                  start_epoch, progress, log):
-    """The epoch loop of ``train``; runs with ``g.graph`` as the default graph."""
+                  start_epoch, progress, log, recovered=()):
+    """The epoch loop of ``train``; runs with ``g.graph`` as the default graph.
+
+    recovered: records that a kill kept out of history.json (and so out of TensorBoard).
+    """
     has_val = bool(val_feeds)
     best_val = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
-    writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
+    with writing(os.path.join(run_dir, "tensorboard"), _then(start_epoch)):
+        writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
+    _write_summaries(run_dir, writer, recovered, _then(start_epoch))
 
     for epoch in range(start_epoch, config.n_epochs):
         if config.patience and _epochs_without_improvement(history) >= config.patience:
@@ -263,19 +299,19 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
                   "val_loss": mean_loss(session, g.decoder, val_feeds) if has_val else None,
                   "seconds": round(seconds, 2), "batches": len(losses)}
 
-        # Checkpoint first, then the history that describes it: a kill in between only loses a record.
+        # The checkpoint directory (with this record inside) first: from then on the epoch is done,
+        # and best/, history.json, loss.png follow from it, again after a kill (checkpoints.recover).
         session.run(g.set_epoch, {g.next_epoch: epoch + 1})
-        g.saver.save(session, os.path.join(run_dir, runs.CHECKPOINTS, "model"), global_step=epoch + 1,
-                     write_meta_graph=False)  # graphs are rebuilt from code
+        then = _then(epoch)
+        prefix = checkpoints.save_epoch(g.saver, session, run_dir, record, then)
+        then = _then(epoch + 1)
         if has_val and record["val_loss"] < best_val:
             best_val = record["val_loss"]
-            g.best_saver.save(session, os.path.join(run_dir, runs.BEST, "model"), write_meta_graph=False)
+            checkpoints.install_best(run_dir, prefix, record, then)
         history.append(record)
-        runs.write_history(run_dir, history)
-        plot_history(history, os.path.join(run_dir, "loss.png"))
-        writer.add_summary(_scalar_summary({k: record[k] for k in ("train_loss", "val_loss") if record[k] is not None}),
-                           epoch + 1)
-        writer.flush()
+        _publish_history(run_dir, history, then)
+        _write_summaries(run_dir, writer, [record], then)
+        checkpoints.prune(run_dir)
         val_text = f", val loss {record['val_loss']:.3f}" if has_val else ""
         log(f"epoch {epoch + 1}/{config.n_epochs}: train loss {record['train_loss']:.3f}{val_text} "
             f"({seconds:.1f} s, {100 * seconds / max(len(losses), 1):.2f} s/100 batches)")

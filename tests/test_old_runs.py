@@ -57,4 +57,4 @@ def test_old_run_resumes_where_it_stopped(old_run):
     assert history[:4] == before and history[4]["epoch"] == 5
     # the old code resumed to 0.328 (its dropout masks came from another random stream): same ballpark
     assert history[4]["val_loss"] < before[3]["val_loss"] + 0.1
-    assert runs.latest_checkpoint(str(old_run)).endswith("model-5")
+    assert runs.latest_checkpoint(str(old_run)).endswith("epoch-0005/model")  # continued in the new layout

@@ -45,7 +45,7 @@ def test_training_drives_validation_loss_down_and_writes_a_run_dir(trained, prob
         assert os.path.getsize(os.path.join(run_path, name)) > 0
     with open(os.path.join(run_path, "loss.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert runs.latest_checkpoint(run_path).endswith("model-4")
+    assert runs.latest_checkpoint(run_path) == os.path.join(run_path, "checkpoints", "epoch-0004", "model")
     assert os.listdir(os.path.join(run_path, "tensorboard"))
     assert json.load(open(os.path.join(run_path, "history.json"))) == history
 

@@ -14,12 +14,13 @@ import warnings
 import zipfile
 import zlib
 
+import cv2
 import numpy as np
 import tqdm
 
 from capstone.errors import CapstoneError
-from utils.image_files import ImageFiles
-from utils.images import _check_input_shape, crop_and_preprocess, decode_image_from_buf
+from utils.image_files import MAX_IMAGE_BYTES, ImageFiles
+from utils.images import MAX_PIXELS, _check_input_shape, crop_and_preprocess, decode_image_from_buf
 
 # How many bad files one warning names before it says "and N more".
 _MAX_NAMED_SKIPS = 20
@@ -28,7 +29,8 @@ _POLL_SECONDS = 0.1
 
 
 def apply_model(zip_or_folder, model, preprocess_for_model, extensions=(".jpg",),
-                input_shape=(224, 224), batch_size=32, num_threads=None, show_progress=True):
+                input_shape=(224, 224), batch_size=32, num_threads=None, show_progress=True,
+                max_image_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_PIXELS):
     """Embed every image of a zip archive or folder with a CNN.
 
     zip_or_folder:        e.g. "train2014_sample.zip" or "flickr8k-dev/images".
@@ -39,11 +41,13 @@ def apply_model(zip_or_folder, model, preprocess_for_model, extensions=(".jpg",)
     batch_size:           images per model call.
     num_threads:          decoding threads; None picks one fewer than the CPU cores (at least 1).
     show_progress:        show a tqdm progress bar over the images.
+    max_image_bytes:      a file (or zip entry, by its header) larger than this is skipped unread.
+    max_pixels:           an image whose header claims more pixels than this is skipped undecoded.
     Returns (img_embeds, img_fns): float32 array [N, D] and the N file names, sorted by name
     (zip: the name without folders, as in the course; folder: the path relative to it).
 
-    Files that are not decodable images (empty, truncated, text) are skipped and named in
-    one warning. Raises CapstoneError when the path does not exist or holds no decodable image.
+    Files that are not decodable images (empty, truncated, text, over the limits above) are
+    skipped and named in one warning. Raises CapstoneError when the path does not exist or holds no decodable image.
     """
     image_files = ImageFiles(zip_or_folder, extensions)
     if not image_files.files:
@@ -58,6 +62,9 @@ def apply_model(zip_or_folder, model, preprocess_for_model, extensions=(".jpg",)
     elif not isinstance(num_threads, int) or num_threads < 1:
         raise CapstoneError(f"num_threads: expected a positive integer or None, got {num_threads!r}")
     run_model = _batch_function(model)
+
+    def decode(buf, name):
+        return decode_image_from_buf(buf, name=name, max_pixels=max_pixels)
 
     def prepare(img):
         return crop_and_preprocess(img, (height, width), preprocess_for_model)
@@ -82,7 +89,7 @@ def apply_model(zip_or_folder, model, preprocess_for_model, extensions=(".jpg",)
 
     # Enough decoded images in flight to fill the next batch while the model runs.
     max_in_flight = 2 * batch_size + num_threads
-    with _DecodeWorkers(image_files, prepare, num_threads, max_in_flight) as workers, \
+    with _DecodeWorkers(image_files, decode, prepare, num_threads, max_in_flight, max_image_bytes) as workers, \
             tqdm.tqdm(total=num_files, unit="img", disable=not show_progress,
                       desc=os.path.basename(os.path.normpath(image_files.path))) as progress:
         for image_file, img, problem in workers.in_order():
@@ -149,11 +156,11 @@ def _skipped_message(path, skipped, total):
     more = len(skipped) - _MAX_NAMED_SKIPS
     if more > 0:
         named += f"; and {more} more"
-    return f"{path}: skipped {len(skipped)} of {total} image files that did not decode: {named}"
+    return f"{path}: skipped {len(skipped)} of {total} image files that could not be used: {named}"
 
 
-# Errors that mean "this one file cannot be read", not "the program is wrong".
-_READ_ERRORS = (CapstoneError, OSError, zipfile.BadZipFile, zlib.error,
+# Errors that mean "this one file cannot be read or decoded", not "the program is wrong".
+_READ_ERRORS = (CapstoneError, OSError, zipfile.BadZipFile, zlib.error, cv2.error, MemoryError,
                 NotImplementedError, RuntimeError)  # last two: unsupported/encrypted zip members
 # Marks a result that carries a worker's unexpected exception instead of an image.
 _WORKER_FAILED = -1
@@ -167,9 +174,11 @@ class _DecodeWorkers:
     needs next always in progress. Leaving the ``with`` block stops and joins the threads.
     """
 
-    def __init__(self, image_files, prepare, num_threads, max_in_flight):
+    def __init__(self, image_files, decode, prepare, num_threads, max_in_flight, max_bytes):
         self._image_files = image_files
+        self._decode = decode      # (bytes, name) -> uint8 [H, W, 3]
         self._prepare = prepare
+        self._max_bytes = max_bytes
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._next_index = 0
         self._index_lock = threading.Lock()
@@ -228,7 +237,7 @@ class _DecodeWorkers:
     def _work(self):
         reader = None
         try:
-            reader = self._image_files.open_reader()
+            reader = self._image_files.open_reader(self._max_bytes)
             while not self._stop.is_set():
                 if not self._slots.acquire(timeout=_POLL_SECONDS):
                     continue
@@ -239,7 +248,7 @@ class _DecodeWorkers:
                 image_file = self._image_files.files[index]
                 label = image_file.location if self._image_files.is_zip else image_file.name
                 try:
-                    img = decode_image_from_buf(reader.read(image_file), name=label)
+                    img = self._decode(reader.read(image_file), label)
                 except _READ_ERRORS as error:
                     problem = str(error) if isinstance(error, CapstoneError) else f"{label}: {error}"
                     self._results.put((index, None, problem))

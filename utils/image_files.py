@@ -12,6 +12,9 @@ from capstone.errors import CapstoneError
 
 # macOS zips carry resource-fork twins ("__MACOSX/._photo.jpg") that are not images.
 _MACOS_METADATA_FOLDER = "__MACOSX/"
+# A file larger than this is refused before it is read (photos are a few MB; a zip entry can
+# inflate to gigabytes from a few kilobytes).
+MAX_IMAGE_BYTES = 64 * 2 ** 20
 
 
 class ImageFile:
@@ -82,27 +85,50 @@ class ImageFiles:
             files[name] = ImageFile(name, member)
         return [files[name] for name in sorted(files)]
 
-    def open_reader(self):
+    def open_reader(self, max_bytes=MAX_IMAGE_BYTES):
         """A reader with ``read(image_file) -> bytes`` and ``close()``; one per thread,
-        because each holds its own handle on the zip archive."""
-        return _ZipReader(self.path) if self.is_zip else _FolderReader()
+        because each holds its own handle on the zip archive. ``read`` raises CapstoneError
+        for a file over ``max_bytes`` without reading it."""
+        return _ZipReader(self.path, max_bytes) if self.is_zip else _FolderReader(max_bytes)
+
+
+def _too_large(label, size, max_bytes):
+    return CapstoneError(f"{label}: {size:,} bytes, more than the limit of {max_bytes:,} bytes per image")
 
 
 class _ZipReader:
-    def __init__(self, zip_path):
+    def __init__(self, zip_path, max_bytes):
         self._archive = zipfile.ZipFile(zip_path)
+        self._max_bytes = max_bytes
 
     def read(self, image_file):
-        return self._archive.read(image_file.location)
+        info = self._archive.getinfo(image_file.location)
+        label = f"{image_file.location}"
+        if max(info.file_size, info.compress_size) > self._max_bytes:  # the header's sizes
+            raise _too_large(label, max(info.file_size, info.compress_size), self._max_bytes)
+        with self._archive.open(info) as f:  # stops at the header's size even if the data goes on
+            data = f.read(self._max_bytes + 1)
+        if len(data) > self._max_bytes:
+            raise _too_large(label, len(data), self._max_bytes)
+        return data
 
     def close(self):
         self._archive.close()
 
 
 class _FolderReader:
+    def __init__(self, max_bytes):
+        self._max_bytes = max_bytes
+
     def read(self, image_file):
         with open(image_file.location, "rb") as f:
-            return f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size > self._max_bytes:
+                raise _too_large(image_file.name, size, self._max_bytes)
+            data = f.read(self._max_bytes + 1)  # a file that grows while we read is cut off here
+        if len(data) > self._max_bytes:
+            raise _too_large(image_file.name, len(data), self._max_bytes)
+        return data
 
     def close(self):
         pass

@@ -6,10 +6,17 @@ The course calls them in this order inside ``apply_model``::
     img = crop_and_preprocess(img, (224, 224), preprocess_for_model)  # [224, 224, 3] float32
 """
 
+import io
+
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib; used for headers only
 
 from capstone.errors import CapstoneError
+
+# A small file can claim a huge picture ("decompression bomb"): 40 million pixels (a 40 MP photo,
+# 120 MB decoded) is the most we decode. The same limit as the web demo's uploads.
+MAX_PIXELS = 40_000_000
 
 # JPEG markers: every JPEG starts with SOI; image data follows the last SOS and ends at EOI.
 _JPEG_START_OF_IMAGE = b"\xff\xd8"
@@ -17,14 +24,15 @@ _JPEG_START_OF_SCAN = b"\xff\xda"
 _JPEG_END_OF_IMAGE = b"\xff\xd9"
 
 
-def decode_image_from_buf(buf, name="image"):
+def decode_image_from_buf(buf, name="image", max_pixels=MAX_PIXELS):
     """Decode the bytes of a JPEG/PNG/... file into an RGB picture.
 
-    buf:  bytes (or bytearray / memoryview / uint8 array) of an image file, e.g. ``zf.read(fn)``.
-    name: what to call the file in the error message.
+    buf:        bytes (or bytearray / memoryview / uint8 array) of an image file, e.g. ``zf.read(fn)``.
+    name:       what to call the file in the error message.
+    max_pixels: refuse, from the header alone, a picture of more pixels than this.
     Returns a uint8 array [H, W, 3] in RGB order; grayscale and alpha images come back
     with 3 colour channels (alpha is dropped).
-    Raises CapstoneError when the bytes are empty, truncated, or not an image.
+    Raises CapstoneError when the bytes are empty, truncated, too large, or not an image.
     """
     data = np.frombuffer(buf, dtype=np.uint8)
     if data.size == 0:
@@ -33,10 +41,30 @@ def decode_image_from_buf(buf, name="image"):
     if _is_truncated_jpeg(data.tobytes()):
         # Older OpenCV builds fill the missing part with gray and return it; we refuse.
         raise CapstoneError(f"{name}: truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # [H, W, 3] BGR, or None
+    check_image_pixels(data, name, max_pixels)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # [H, W, 3] BGR, or None
+    except cv2.error as error:  # e.g. over OpenCV's own size limit, or out of memory
+        raise CapstoneError(f"{name}: not decodable ({str(error).strip().splitlines()[-1][:200]})") from None
     if img is None:
         raise CapstoneError(f"{name}: not a decodable image ({data.size} bytes)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def check_image_pixels(data, name, max_pixels):
+    """Refuse a picture whose header claims more than ``max_pixels``, before it is decoded.
+
+    Pillow reads only the header here; bytes it does not recognise are left to OpenCV.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            width, height = picture.size
+    except Image.DecompressionBombError:  # Pillow's own limit (~179 million pixels) came first
+        raise CapstoneError(f"{name}: more than the limit of {max_pixels:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return
+    if width * height > max_pixels:
+        raise CapstoneError(f"{name}: {width} x {height} is more than the limit of {max_pixels:,} pixels")
 
 
 def _is_truncated_jpeg(data):

@@ -21,7 +21,8 @@ from capstone.encoders.embed import embed_images, embeddings_paths, read_embeddi
 from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model, plot_examples, read_images
 from capstone.evaluation.metrics import format_scores
 from capstone.data.shapes_dataset import SPLITS, make_shapes_preset
-from capstone.support.atomic import write_json
+from capstone.support.atomic import remove_stale_temporaries, write_json
+from capstone.support.disk import writing
 from capstone.final_model import FinalModel
 from capstone.training import train
 
@@ -62,8 +63,11 @@ def run_demo(out="runs/demo", quick=False, log=print):
     started = time.time()
     settings = demo_settings(quick)
     data_dir = os.path.join(out, "data")
+    again = "run 'demo' again: it picks up where it stopped"
     log(f"1/5 shapes dataset ({settings.preset}) in {data_dir}")
-    dataset = make_shapes_preset(data_dir, settings.preset)
+    with writing(data_dir, again):
+        remove_stale_temporaries(data_dir)  # of a demo killed while writing
+        dataset = make_shapes_preset(data_dir, settings.preset)
     fn_to_captions = load_captions(dataset.captions_zip)
 
     log("2/5 image embeddings")
@@ -85,8 +89,9 @@ def run_demo(out="runs/demo", quick=False, log=print):
 
     log("5/5 examples.png and metrics.json")
     shown = test_fns[:12]
-    plot_examples(read_images(dataset.image_zips["test"], shown), [greedy["captions"][fn] for fn in shown],
-                  [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"))
+    with writing(os.path.join(out, "examples.png"), again):
+        plot_examples(read_images(dataset.image_zips["test"], shown), [greedy["captions"][fn] for fn in shown],
+                      [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"))
     metrics = {
         "test_images": len(test_fns),
         "greedy": greedy["scores"],
@@ -96,7 +101,8 @@ def run_demo(out="runs/demo", quick=False, log=print):
                           "references": fn_to_captions[fn]} for fn in shown},
         "seconds": round(time.time() - started, 1),
     }
-    write_json(os.path.join(out, "metrics.json"), metrics)
+    with writing(os.path.join(out, "metrics.json"), again):
+        write_json(os.path.join(out, "metrics.json"), metrics)
     for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour"):
         log(f"  {name:18s} {format_scores(metrics[name])}")
     return metrics

@@ -18,8 +18,9 @@ def add_arguments(p):
 
 
 def run(args):
-    from capstone.encoders.embed import embed_images, save_embeddings
+    from capstone.encoders.embed import IMAGE_EXTENSIONS, embed_images, save_embeddings
     from capstone.encoders import encoder_spec
+    from utils.image_files import ImageFiles
 
     encoder_spec(args.encoder)  # an unknown name fails before any work
     if not os.path.exists(args.source):
@@ -34,4 +35,6 @@ def run(args):
         embeds, fns = embed_images(args.source, args.encoder, weights=args.weights, batch_size=args.batch_size)
     for path in save_embeddings(args.out, embeds, fns):
         print(path)
-    print(f"{len(fns)} images, {embeds.shape[1]}-d embeddings ({args.encoder})", file=sys.stderr)
+    skipped = len(ImageFiles(args.source, IMAGE_EXTENSIONS).files) - len(fns)
+    print(f"{len(fns)} images, {embeds.shape[1]}-d embeddings ({args.encoder})"
+          + (f"; {skipped} files skipped (named above)" if skipped else ""), file=sys.stderr)

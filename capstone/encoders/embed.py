@@ -16,6 +16,7 @@ import tensorflow as tf
 from capstone.encoders.frozen import frozen_encoder, import_encoder
 from capstone.encoders.spatial import read_features
 from capstone.errors import CapstoneError
+from capstone.support.disk import writing
 from capstone.support.tf_session import make_session
 from utils import apply_model, read_pickle, save_pickle
 
@@ -65,9 +66,12 @@ def save_embeddings(prefix, embeds, fns):
     embeds_fn, fns_fn = embeddings_paths(prefix)
     if len(embeds) != len(fns):
         raise CapstoneError(f"{prefix}: {len(embeds)} embeddings but {len(fns)} file names")
-    save_pickle(np.asarray(embeds, dtype=np.float32), embeds_fn)
+    then = "run the same command again"
+    with writing(embeds_fn, then):
+        save_pickle(np.asarray(embeds, dtype=np.float32), embeds_fn)
     try:
-        save_pickle(list(fns), fns_fn)
+        with writing(fns_fn, then):
+            save_pickle(list(fns), fns_fn)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(embeds_fn)  # no half pair left behind

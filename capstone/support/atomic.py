@@ -40,3 +40,28 @@ def write_json(path, obj):
     with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
+
+
+def read_json_or_none(path):
+    """The JSON in ``path``, or None when it is missing or unreadable (for files we repair)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def is_temporary(name):
+    """Whether ``name`` is one of atomic_open's temporary files (".history.json.x1y2.tmp")."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def remove_stale_temporaries(directory):
+    """Remove atomic_open's temporaries that a killed process left in ``directory``.
+
+    Only for directories one process writes at a time (a run directory while it trains).
+    """
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if is_temporary(name):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.remove(os.path.join(directory, name))

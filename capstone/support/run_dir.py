@@ -3,22 +3,26 @@
     RUN_DIR/config.json    model + training hyper-parameters, the image encoder's name
     RUN_DIR/vocab.json     {token: index}
     RUN_DIR/history.json   one record per finished epoch (losses, seconds)
-    RUN_DIR/checkpoints/   tf.compat.v1.train.Saver checkpoints, one per epoch (the last few kept)
-    RUN_DIR/best/          the checkpoint with the lowest validation loss
+    RUN_DIR/checkpoints/   one directory per epoch, the last few kept: epoch-0004/{model.index,
+                           model.data-00000-of-00001, record.json (that epoch's history record)}
+    RUN_DIR/best/          a copy of the epoch with the lowest validation loss (best/epoch-0003/)
+                           and TensorFlow's ``checkpoint`` pointer file naming it
     RUN_DIR/loss.png       loss curves;  RUN_DIR/tensorboard/  the same as TensorBoard scalars
 
-Every JSON file is written atomically. TensorFlow's Saver writes a checkpoint's data files
-first and its ``checkpoint`` index file last (itself atomically), so a run killed while saving
-still points at the previous complete checkpoint.
+Every file is written atomically, and a checkpoint directory appears by one rename once it is
+complete (``capstone.support.checkpoints``), so whatever a kill leaves, readers find a whole
+checkpoint. Older run directories (``checkpoints/model-4.*``, ``best/model.*``) are read too.
 """
 
 import dataclasses
 import json
 import os
+import re
 
 import tensorflow as tf
 
 from capstone.support.atomic import write_json
+from capstone.support.disk import writing
 from capstone.config import ModelConfig, TrainingConfig, config_from_dict
 from capstone.errors import CapstoneError
 
@@ -27,6 +31,10 @@ VOCAB = "vocab.json"
 HISTORY = "history.json"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
+MODEL = "model"      # file prefix of a checkpoint inside its epoch directory
+RECORD = "record.json"
+EPOCH_DIR = re.compile(r"epoch-(\d+)$")      # new layout: checkpoints/epoch-0004/model.*
+OLD_CHECKPOINT = re.compile(r"model-(\d+)\.index$")  # old layout: checkpoints/model-4.index
 
 
 @dataclasses.dataclass
@@ -44,13 +52,16 @@ class Run:
 
 
 def save_run(run):
-    os.makedirs(run.path, exist_ok=True)
-    write_json(os.path.join(run.path, VOCAB), run.vocab)
-    write_json(os.path.join(run.path, CONFIG), {
-        "model": dataclasses.asdict(run.model_config),
-        "training": dataclasses.asdict(run.training_config),
-        "encoder": run.encoder,
-    })
+    with writing(run.path):
+        os.makedirs(run.path, exist_ok=True)
+    with writing(os.path.join(run.path, VOCAB)):
+        write_json(os.path.join(run.path, VOCAB), run.vocab)
+    with writing(os.path.join(run.path, CONFIG)):
+        write_json(os.path.join(run.path, CONFIG), {
+            "model": dataclasses.asdict(run.model_config),
+            "training": dataclasses.asdict(run.training_config),
+            "encoder": run.encoder,
+        })
 
 
 def _read_json(path):
@@ -94,20 +105,42 @@ def read_history(path):
     return _read_json(history_path) if os.path.exists(history_path) else []
 
 
-def write_history(path, history):
-    write_json(os.path.join(path, HISTORY), history)
+def write_history(path, history, then="run the same command again"):
+    with writing(os.path.join(path, HISTORY), then):
+        write_json(os.path.join(path, HISTORY), history)
+
+
+def epoch_checkpoints(directory):
+    """[(epoch, checkpoint prefix)] of the complete checkpoints in ``directory``, oldest first.
+
+    An epoch directory only ever appears complete (it is renamed into place); old-layout
+    ``model-N`` checkpoints count while their ``.index`` file is there (it is removed first).
+    """
+    found = []
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    for name in names:
+        new, old = EPOCH_DIR.match(name), OLD_CHECKPOINT.match(name)
+        if new and os.path.exists(os.path.join(directory, name, MODEL + ".index")):
+            found.append((int(new.group(1)), os.path.join(directory, name, MODEL)))
+        elif old:
+            found.append((int(old.group(1)), os.path.join(directory, name[:-len(".index")])))
+    return sorted(found)
 
 
 def _newest_in(directory):
     """The newest checkpoint prefix that TensorFlow's ``checkpoint`` index file names in ``directory``.
 
     The index may hold absolute paths from the machine that trained (a run copied from a GPU
-    notebook to a laptop): a path that is not there is looked up by its file name in ``directory``.
+    notebook to a laptop): a path outside ``directory`` is looked up by its file name in it first.
     """
     state = tf.train.get_checkpoint_state(directory)
     if state is None or not state.model_checkpoint_path:
         return None
-    for prefix in (state.model_checkpoint_path, os.path.join(directory, os.path.basename(state.model_checkpoint_path))):
+    named = state.model_checkpoint_path  # a relative path comes back joined to ``directory``
+    here = os.path.join(directory, os.path.basename(named))
+    inside = os.path.abspath(named).startswith(os.path.join(os.path.abspath(directory), ""))
+    # the copy in this run directory first, even where the machine also has the named one
+    for prefix in (named, here) if inside else (here, named):
         if tf.io.gfile.exists(prefix + ".index"):
             return prefix
     return None
@@ -115,12 +148,15 @@ def _newest_in(directory):
 
 def latest_checkpoint(path):
     """Prefix of the newest epoch checkpoint, or None when training has not saved one yet."""
-    return _newest_in(os.path.join(path, CHECKPOINTS))
+    found = epoch_checkpoints(os.path.join(path, CHECKPOINTS))
+    return found[-1][1] if found else _newest_in(os.path.join(path, CHECKPOINTS))
 
 
 def best_checkpoint(path):
     """The checkpoint to caption with: lowest validation loss if known, else the newest."""
-    found = _newest_in(os.path.join(path, BEST)) or latest_checkpoint(path)
+    best = os.path.join(path, BEST)
+    copies = epoch_checkpoints(best)
+    found = _newest_in(best) or (copies[-1][1] if copies else None) or latest_checkpoint(path)
     if found is None:
         raise CapstoneError(f"{path}: no checkpoint found in {CHECKPOINTS}/ or {BEST}/; train the model first")
     return found
