@@ -25,7 +25,7 @@ from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, check_beam_size, 
                              check_temperature)
 from capstone.decoder import SCOPE, initial_state, make_layers
 from capstone.errors import CapstoneError
-from capstone.attention.layers import attention_step_for, flatten_locations, make_attention_layers
+from capstone.attention.layers import attention_step_for, make_attention_layers, squeeze_features
 from capstone.attention.layers import initial_state as attention_initial_state
 from capstone.fast.decoding import beam_decode, greedy_decode, show_and_tell_step
 from capstone.layers import LSTMState
@@ -128,7 +128,7 @@ class FinalModel:
         """
         if self.attends:
             self.layers = make_attention_layers(len(self.vocab), self.model_config)
-            self.features = flatten_locations(self.img_embeds)                     # [B, L, D]
+            self.features = squeeze_features(self.layers, self.img_embeds)          # [B, L, F]
             self.step_for = attention_step_for(self.layers, self.features)
             self.n_locations = tf.shape(self.features)[1]
         else:

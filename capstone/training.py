@@ -279,6 +279,8 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
     _write_summaries(run_dir, writer, recovered, _then(start_epoch))
 
+    # the cross-entropy per token (the attention decoder minimises it plus its attention penalty)
+    reported_loss = getattr(g.decoder, "cross_entropy", g.decoder.loss)
     for epoch in range(start_epoch, config.n_epochs):
         if config.patience and _epochs_without_improvement(history) >= config.patience:
             log(f"early stopping: no better validation loss in {config.patience} epochs")
@@ -290,7 +292,7 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         for batch in bar:
             feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng)
             feed.update(dropout_feed(g.decoder, model_config, config, epoch * config.n_batches_per_epoch + batch))
-            _, loss = session.run([g.train_op, g.decoder.loss], feed)
+            _, loss = session.run([g.train_op, reported_loss], feed)
             losses.append(float(loss))
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}", refresh=False)  # redrawn at mininterval
         bar.close()

@@ -15,8 +15,8 @@ from decoding_oracle import beam_search_tokens_stepwise, greedy_tokens_stepwise
 from spatial_synthetic import make_spatial_problem
 
 v1 = tf.compat.v1
-SMALL = ModelConfig(decoder="attention", img_embed_size=24, lstm_units=32, word_embed_size=16, logit_bottleneck=16,
-                    attention_units=16)
+SMALL = ModelConfig(decoder="attention", img_embed_size=24, img_embed_bottleneck=12, lstm_units=32, word_embed_size=16,
+                    logit_bottleneck=16, attention_units=16)
 TRAINING = TrainingConfig(batch_size=32, n_epochs=3, n_batches_per_epoch=100, n_validation_batches=5, min_count=1,
                           learning_rate=0.01)
 
@@ -33,7 +33,7 @@ def trained(problem, tmp_path_factory):
     paths = []
     for decoder, convert in (("attention", lambda x: x), ("show_and_tell", lambda x: x.mean(axis=(1, 2)))):
         path = str(tmp_path_factory.mktemp(decoder))
-        config = ModelConfig(**{**vars(SMALL), "decoder": decoder, "img_embed_bottleneck": 16})
+        config = ModelConfig(**{**vars(SMALL), "decoder": decoder})
         train(path, convert(train_x), train_c, convert(val_x), val_c, config, TRAINING, progress=False,
               log=lambda _: None)
         paths.append(path)
@@ -61,7 +61,7 @@ def test_every_tensor_has_its_shape_and_attention_is_a_distribution():
         [d.h0, d.word_embeds, d.hidden_states, d.alphas, d.betas, d.flat_token_logits, d.loss, d.cross_entropy,
          d.attention_penalty], feed)
     assert h0.shape == (4, 32) and words.shape == (4, 6, 16)
-    assert hidden.shape == (4, 6, 32 + 24) and logits.shape == (24, 30)
+    assert hidden.shape == (4, 6, 32 + 12) and logits.shape == (24, 30)  # [h; context of squeezed features]
     assert alphas.shape == (4, 6, 9) and betas.shape == (4, 6)
     assert (alphas >= 0).all() and np.allclose(alphas.sum(axis=2), 1.0, atol=1e-5)
     assert ((betas > 0) & (betas < 1)).all()
@@ -95,7 +95,7 @@ def test_gradients_equal_a_plain_unrolled_reference():
         reference = [tf.convert_to_tensor(g) for g in tf.gradients(unrolled, variables)]
         session = v1.Session(graph=graph)
         session.run(v1.global_variables_initializer())
-    assert len(variables) == 20  # shared with the decoder (reuse), not duplicated
+    assert len(variables) == 22  # shared with the decoder (reuse), not duplicated
     rng = np.random.default_rng(1)
     sentences = rng.integers(1, 30, (3, 5))
     sentences[0, 3:] = 0

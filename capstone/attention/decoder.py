@@ -3,7 +3,7 @@
 Like the course's ``Decoder`` (same placeholders, same masked cross-entropy, built as often as
 you like), but the image is a grid of features that every word attends to:
 
-    img_embeds [B, H, W, D] -> features [B, L, D] -> mean -> h0, c0
+    img_embeds [B, H, W, D] -> feature_bottleneck -> features [B, L, F] -> mean -> h0, c0
     sentences [B, T]        -> word_embeds [B, T-1, WORD_EMBED]
     for each word: attend (alpha [B, L], beta) -> context [B, D] -> LSTM -> [h; context]
     -> token_logits_bottleneck -> token_logits -> flat_token_logits
@@ -13,8 +13,7 @@ you like), but the image is a grid of features that every word attends to:
 
 import tensorflow as tf
 
-from capstone.attention.layers import (attention_step, flatten_locations, initial_state,
-                                       make_attention_layers)
+from capstone.attention.layers import attention_step, initial_state, make_attention_layers, squeeze_features
 from capstone.config import ModelConfig
 from capstone.decoder import SCOPE, Dropout
 from capstone.layers import LSTMState
@@ -40,15 +39,15 @@ class AttentionDecoder:
 
     def build_inputs(self):
         """Inputs: none.
-        Outputs: img_embeds [B, H, W, D] (the spatial features; the name ``generate_batch`` feeds),
-          features [B, L, D], sentences [B, T], dropout_rate [], dropout_seed [2].
+        Outputs: img_embeds [B, H, W, D] (the CNN's feature grid; the name ``generate_batch`` feeds),
+          features [B, L, F] (each location squeezed), sentences [B, T], dropout_rate [], dropout_seed [2].
         """
         depth = self.model_config.img_embed_size
         self.img_embeds = v1.placeholder(tf.float32, [None, None, None, depth], name="img_features")
-        self.features = flatten_locations(self.img_embeds)                          # [B, L, D]
         self.sentences = v1.placeholder(tf.int32, [None, None], name="sentences")
         self.dropout = Dropout(self.model_config)
         self.dropout_rate, self.dropout_seed = self.dropout.rate, self.dropout.seed
+        self.features = squeeze_features(self.layers, self.img_embeds, self.dropout)  # [B, L, F]
 
     def build_initial_state(self):
         """Inputs: features.
@@ -67,7 +66,7 @@ class AttentionDecoder:
 
     def build_rnn(self):
         """Inputs: word_embeds, h0, c0, features, projected_features.
-        Outputs: hidden_states [B, T-1, LSTM_UNITS + D] (each word's [h; context], what the logits
+        Outputs: hidden_states [B, T-1, LSTM_UNITS + F] (each word's [h; context], what the logits
           read), alphas [B, T-1, L] (where each word looked), betas [B, T-1].
         """
         words = tf.transpose(self.word_embeds, [1, 0, 2])                          # [T-1, B, E]
@@ -88,7 +87,7 @@ class AttentionDecoder:
         self.hidden_states = tf.transpose(outputs.stack(), [1, 0, 2])              # [B, T-1, U + D]
         self.alphas = tf.transpose(alphas.stack(), [1, 0, 2])                      # [B, T-1, L]
         self.betas = tf.transpose(betas.stack())                                   # [B, T-1]
-        width = self.model_config.lstm_units + self.model_config.img_embed_size
+        width = self.model_config.lstm_units + self.model_config.img_embed_bottleneck
         self.flat_hidden_states = tf.reshape(self.hidden_states, [-1, width])
 
     def build_logits(self):
