@@ -47,7 +47,11 @@ def untrained_run(path, vocab_size, config, seed=5):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(seed)
-        Decoder(vocab_size, vocab[PAD], config)
+        if config.decoder == "attention":
+            from capstone.attention import AttentionDecoder
+            AttentionDecoder(vocab_size, vocab[PAD], config)
+        else:
+            Decoder(vocab_size, vocab[PAD], config)
         saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables(scope=SCOPE))
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
