@@ -303,7 +303,7 @@ def test_run_serve_builds_the_index_and_runs_threaded(monkeypatch, photos, tmp_p
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     args = parser.parse_args([trained_run_dir(), "--index", str(photos), "--index-file", str(tmp_path / "i.json"),
-                              "--port", "8123", "--beam", "2"])
+                              "--port", "8123", "--beam", "2", "--dev"])
     assert (args.host, args.allow_private_urls, args.max_upload_mb) == ("127.0.0.1", False, 10)
     loaded, ran = [], []
     monkeypatch.setattr(final_model.FinalModel, "load",
