@@ -303,7 +303,7 @@ def test_run_serve_builds_the_index_and_runs_threaded(monkeypatch, photos, tmp_p
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     args = parser.parse_args([trained_run_dir(), "--index", str(photos), "--index-file", str(tmp_path / "i.json"),
-                              "--port", "8123", "--beam", "2"])
+                              "--port", "8123", "--beam", "2", "--dev"])
     assert (args.host, args.allow_private_urls, args.max_upload_mb) == ("127.0.0.1", False, 10)
     loaded, ran = [], []
     monkeypatch.setattr(final_model.FinalModel, "load",
@@ -318,3 +318,39 @@ def test_run_serve_builds_the_index_and_runs_threaded(monkeypatch, photos, tmp_p
     assert len(saved["images"]) == 12 and all(1 <= len(e["captions"]) <= 3 for e in saved["images"])
     with pytest.raises(CapstoneError, match="--beam"):
         run_serve(parser.parse_args([trained_run_dir(), "--beam", "0"]))
+
+
+# -- limits (issue 17) ---------------------------------------------------------------------------
+
+
+def test_a_huge_picture_is_refused_from_its_header_before_the_rest_is_read(captioner, monkeypatch):
+    from capstone.web import captioner as captioner_module
+
+    decoded = []
+    monkeypatch.setattr(captioner_module, "image_for_model", lambda *a, **k: decoded.append(1))
+    client = create_app(captioner, max_upload_bytes=2_000_000).test_client()
+    bomb = png_header_only(6000, 6000) + os.urandom(400_000)  # more than the header bytes read first
+    answer = client.post("/api/caption", data=upload(bomb))
+    assert answer.status_code == 400 and "6000 x 6000 is more than the limit" in answer.get_json()["error"]
+    assert decoded == []
+
+
+def test_decoder_errors_are_400s(captioner, monkeypatch):
+    from capstone.web import captioner as captioner_module
+
+    def broken(*args, **kwargs):
+        raise cv2.error("OpenCV(5.0) imgcodecs: can't decode")
+    monkeypatch.setattr(captioner_module, "image_for_model", broken)
+    answer = create_app(captioner).test_client().post("/api/caption", data=upload(picture_file("red", "circle")))
+    assert answer.status_code == 400 and "photo.png: not a decodable image" in answer.get_json()["error"]
+
+
+def test_busy_is_503_with_retry_after(monkeypatch):
+    slow = Captioner(load_model(), max_in_flight=1, queue_seconds=0.05)
+    client = create_app(slow).test_client()
+    with slow.slot():  # every slot taken
+        answer = client.post("/api/caption", data=upload(picture_file("red", "circle")))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+    assert "busy" in answer.get_json()["error"]
+    assert client.post("/api/caption", data=upload(picture_file("red", "circle"))).status_code == 200
+    assert client.get("/healthz").get_json() == {"status": "ok"}

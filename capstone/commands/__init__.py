@@ -13,5 +13,6 @@ COMMANDS = {
     "train": ("capstone.commands.train", "train the decoder on image embeddings + captions"),
     "caption": ("capstone.commands.caption", "caption images or precomputed embeddings"),
     "evaluate": ("capstone.commands.evaluate", "BLEU/METEOR/ROUGE-L/CIDEr of a run on captioned images"),
+    "export": ("capstone.commands.export", "a run as a SavedModel (image bytes -> captions) and, with --tflite, TFLite"),
     "serve": ("capstone.web.cli", "web page + JSON API: caption images, search a folder of images by words"),
 }

@@ -10,6 +10,7 @@ Routes (see ``create_app``):
     POST /search            page: search by image (caption it, then search with the captions)
     GET  /api/search?q=&k=  JSON;  POST /api/search: search by image, JSON
     GET  /images/NAME       an indexed image; any name not in the index is 404
+    GET  /healthz           {"status": "ok"}: the model is loaded (for load balancers and orchestrators)
 
 Safety, the tutorials' versions lacked it: one loaded model serves all requests at once without
 shared mutable state (FinalModel feeds the LSTM state, its graph is finalized); uploads have a size
@@ -26,8 +27,9 @@ import numpy as np
 from werkzeug.exceptions import HTTPException
 
 from capstone.errors import CapstoneError
-from capstone.web.captioner import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, MAX_QUERY_CHARS, MAX_RESULTS,
-                                    MEGABYTE, Captioner, all_captions)
+from capstone.web.captioner import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, HEADER_BYTES, MAX_QUERY_CHARS,
+                                    MAX_RESULTS, MEGABYTE, Busy, Captioner, TooManyPixels, all_captions,
+                                    check_image_header)
 from capstone.web.url_fetch import fetch_url
 
 
@@ -67,7 +69,7 @@ class Service:
             url = body["url"]
         else:
             upload = request.files.get("image")
-            data = upload.read() if upload is not None else b""
+            data = self.read_upload(upload) if upload is not None else b""
             if data:
                 return data, (upload.filename or "image")[:100]
             url = request.form.get("url", "").strip()
@@ -77,11 +79,26 @@ class Service:
                          allow_private=self.allow_private_urls)
         return data, url[:100]
 
+    def read_upload(self, upload):
+        """The bytes of an uploaded file; a header that claims too many pixels is refused first,
+        from the file's first bytes, before the rest is read or anything is decoded."""
+        name = (upload.filename or "image")[:100]
+        head = upload.stream.read(HEADER_BYTES)
+        if len(head) == HEADER_BYTES:  # the whole file is checked again in Captioner.pixels
+            try:
+                check_image_header(head, name, self.captioner.max_pixels)
+            except TooManyPixels:
+                raise
+            except CapstoneError:  # e.g. a JPEG whose frame header lies further in: checked whole below
+                pass
+        return head + upload.stream.read()
+
     def caption_request(self):
-        """-> (result dict, pixels) for the request's image."""
+        """-> (result dict, pixels) for the request's image; decoding and captioning hold a slot."""
         buf, name = self.read_image()
-        pixels = self.captioner.pixels(buf, name)
-        return self.captioner.describe(pixels), pixels
+        with self.captioner.slot():
+            pixels = self.captioner.pixels(buf, name)
+            return self.captioner.describe(pixels), pixels
 
     def require_index(self):
         if self.index is None:
@@ -109,7 +126,7 @@ class Service:
 
 
 def create_app(model, index=None, *, max_upload_bytes=DEFAULT_MAX_UPLOAD_BYTES, allow_private_urls=False,
-               fetch_timeout=10.0, beam_size=3, max_len=20, top_words=5, max_pixels=DEFAULT_MAX_PIXELS):
+               fetch_timeout=10.0, beam_size=3, max_len=20, top_words=5, max_pixels=DEFAULT_MAX_PIXELS, **limits):
     """The Flask app.
 
     model: a FinalModel loaded with its encoder, or a Captioner (then the caption settings are its own).
@@ -117,7 +134,8 @@ def create_app(model, index=None, *, max_upload_bytes=DEFAULT_MAX_UPLOAD_BYTES, 
     max_upload_bytes: largest request body and largest fetched image.
     allow_private_urls: also fetch URLs on loopback/private addresses (only for a server you alone use).
     """
-    captioner = model if isinstance(model, Captioner) else Captioner(model, beam_size, max_len, top_words, max_pixels)
+    captioner = (model if isinstance(model, Captioner)
+                 else Captioner(model, beam_size, max_len, top_words, max_pixels, **limits))  # limits: max_in_flight, ...
     service = Service(captioner, index, max_upload_bytes, allow_private_urls, fetch_timeout)
     app = flask.Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes  # bigger bodies: 413 before they are read
@@ -137,6 +155,10 @@ def create_app(model, index=None, *, max_upload_bytes=DEFAULT_MAX_UPLOAD_BYTES, 
 
 def add_caption_routes(app, service):
     """GET / and POST / (the page), POST /api/caption (JSON)."""
+
+    @app.get("/healthz")
+    def healthz():
+        return flask.jsonify(status="ok")
 
     @app.get("/")
     def caption_page():
@@ -209,7 +231,10 @@ def add_error_handlers(app, service):
 
     @app.errorhandler(CapstoneError)
     def bad_input(error):
-        return error_page(str(error), getattr(error, "status", 400))
+        response = flask.make_response(error_page(str(error), getattr(error, "status", 400)))
+        if isinstance(error, Busy):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error):

@@ -4,11 +4,15 @@
 from many threads at once (nothing changes after loading; a Session runs concurrent calls safely).
 """
 
+import contextlib
 import glob
 import hashlib
 import io
 import json
 import os
+import threading
+
+import cv2
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib; used for headers only
@@ -20,7 +24,22 @@ from capstone.support import run_dir as runs
 
 MEGABYTE = 2 ** 20
 DEFAULT_MAX_UPLOAD_BYTES = 10 * MEGABYTE  # an upload or a fetched image larger than this is refused (413)
-DEFAULT_MAX_PIXELS = 40_000_000  # a small file can claim a huge picture ("decompression bomb")
+# A small file can claim a huge picture ("decompression bomb"): a 105 KB PNG of 6000 x 6000 took 6 s and
+# ~190 MB to decode. 24 megapixels lets a 6000 x 4000 photo in; the model sees 224 x 224 of it anyway.
+DEFAULT_MAX_PIXELS = 24_000_000
+DEFAULT_MAX_IN_FLIGHT = 4   # images decoded and captioned at once; more wait for a slot
+DEFAULT_QUEUE_SECONDS = 5.0  # how long a request waits for a slot before its answer is 503
+HEADER_BYTES = 256 * 1024   # enough of a file for Pillow to read its size (JPEG: past EXIF, to the frame header)
+
+
+class TooManyPixels(CapstoneError):
+    """The image's header claims more pixels than the limit (400)."""
+
+
+class Busy(CapstoneError):
+    """Every slot is taken and stayed taken: 503 with Retry-After."""
+    status = 503
+    retry_after = 2
 MAX_QUERY_CHARS = 500
 MAX_RESULTS = 100
 
@@ -32,11 +51,11 @@ def check_image_header(buf, name, max_pixels):
         with Image.open(io.BytesIO(buf)) as picture:
             width, height = picture.size
     except Image.DecompressionBombError:  # Pillow's own limit (~179 million pixels) came first
-        raise CapstoneError(f"{name}: more than the limit of {max_pixels:,} pixels") from None
+        raise TooManyPixels(f"{name}: more than the limit of {max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise CapstoneError(f"{name}: not an image (expected a JPEG, PNG, BMP or WebP file)") from None
     if width * height > max_pixels:
-        raise CapstoneError(f"{name}: {width} x {height} is more than the limit of {max_pixels:,} pixels")
+        raise TooManyPixels(f"{name}: {width} x {height} is more than the limit of {max_pixels:,} pixels")
 
 
 class Captioner:
@@ -47,7 +66,8 @@ class Captioner:
     after loading, and a TensorFlow Session runs concurrent ``run`` calls safely.
     """
 
-    def __init__(self, model, beam_size=3, max_len=20, top_words=5, max_pixels=DEFAULT_MAX_PIXELS):
+    def __init__(self, model, beam_size=3, max_len=20, top_words=5, max_pixels=DEFAULT_MAX_PIXELS,
+                 max_in_flight=DEFAULT_MAX_IN_FLIGHT, queue_seconds=DEFAULT_QUEUE_SECONDS):
         if model.input_images is None:
             raise CapstoneError("the caption service needs the model's image encoder: load it with with_encoder=True")
         self.model = model
@@ -55,6 +75,18 @@ class Captioner:
         self.max_len = max_len
         self.top_words = top_words
         self.max_pixels = max_pixels
+        self.queue_seconds = queue_seconds
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+
+    @contextlib.contextmanager
+    def slot(self):
+        """Hold one of ``max_in_flight`` slots (decoding + captioning), or raise Busy after ``queue_seconds``."""
+        if not self.slots.acquire(timeout=self.queue_seconds):
+            raise Busy(f"busy: every slot is taken; retry in {Busy.retry_after} s")
+        try:
+            yield
+        finally:
+            self.slots.release()
 
     @property
     def image_size(self):
@@ -63,7 +95,11 @@ class Captioner:
     def pixels(self, buf, name="image"):
         """Bytes of an image file -> [S, S, 3] float32 pixels: its centre square, resized."""
         check_image_header(buf, name, self.max_pixels)
-        return image_for_model(buf, self.image_size, name=name)
+        try:
+            return image_for_model(buf, self.image_size, name=name)
+        except cv2.error as error:  # e.g. a header that lies about the data; never a 500
+            first_line = str(error).strip().splitlines()[-1][:200] if str(error).strip() else "cv2.error"
+            raise CapstoneError(f"{name}: not a decodable image ({first_line})") from None
 
     def embed(self, pixels):
         """[S, S, 3] pixels -> [1, IMG_EMBED]: the CNN runs once, then the decoder is fed the
