@@ -200,12 +200,15 @@ class FinalModel:
         return {self.img_embeds: embeddings}
 
     def expected_embedding_shape(self):
-        """Per image: (D,) pooled, or (G, G, D) spatial with G from the run's encoder when known."""
+        """Per image: (D,) pooled, or (G, G, D) spatial, G of the run's encoder (any G when the model
+        has its own encoder in front: it made the grids it is given)."""
         depth = self.model_config.img_embed_size
         if not self.attends:
             return (depth,)
-        from capstone.encoders import ENCODERS  # a table of sizes; loads no network
-        grid = ENCODERS[self.run.encoder].grid if self.run.encoder in ENCODERS else None
+        grid = None
+        if self.encoder is None:
+            from capstone.encoders import ENCODERS  # a table of sizes; loads no network
+            grid = ENCODERS[self.run.encoder].grid if self.run.encoder in ENCODERS else None
         return (grid, grid, depth)
 
     def initial_state(self, images=None, embeddings=None):

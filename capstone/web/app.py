@@ -27,10 +27,19 @@ import numpy as np
 from werkzeug.exceptions import HTTPException
 
 from capstone.errors import CapstoneError
+from capstone.evaluation.attention_plot import attention_png
 from capstone.web.captioner import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, HEADER_BYTES, MAX_QUERY_CHARS,
                                     MAX_RESULTS, MEGABYTE, Busy, Captioner, TooManyPixels, all_captions,
                                     check_image_header)
 from capstone.web.url_fetch import fetch_url
+
+
+def attention_data_uri(pixels, result):
+    """The attention maps of a result as a PNG data: URI (drawn by us, like the preview), or None."""
+    if "attention" not in result:
+        return None
+    maps = [(entry["word"], np.asarray(entry["weights"])) for entry in result["attention"]]
+    return "data:image/png;base64," + base64.b64encode(attention_png(pixels, maps)).decode("ascii")
 
 
 def preview_data_uri(pixels):
@@ -167,7 +176,8 @@ def add_caption_routes(app, service):
     @app.post("/")
     def caption_page_result():
         result, pixels = service.caption_request()
-        return flask.render_template("caption.html", result=result, preview=preview_data_uri(pixels))
+        return flask.render_template("caption.html", result=result, preview=preview_data_uri(pixels),
+                                     attention=attention_data_uri(pixels, result))
 
     @app.post("/api/caption")
     def api_caption():

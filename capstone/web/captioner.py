@@ -107,20 +107,25 @@ class Captioner:
         return self.model.session.run(self.model.img_embeds, {self.model.input_images: pixels[None]})
 
     def describe(self, pixels):
-        """-> {"caption", "beam_captions": [{"caption", "score"}], "next_words": [{"word", "probability"}]}"""
+        """-> {"caption", "beam_captions": [{"caption", "score"}], "next_words": [{"word", "probability"}]},
+        and for an attention model "attention": [{"word", "weights": G x G}] (where each word looked)."""
         embedding = self.embed(pixels)
         caption = self.model.captions(embeddings=embedding, max_len=self.max_len)[0]
         beams = self.model.beam_captions(embeddings=embedding, beam_size=self.beam_size, max_len=self.max_len)[0]
-        return {
+        result = {
             "caption": caption,
             "beam_captions": [{"caption": text, "score": float(score)} for text, score in beams],
             "next_words": self.first_words(embedding),
         }
+        if self.model.attends:
+            maps = self.model.attention_maps(embeddings=embedding, max_len=self.max_len)[0]
+            result["attention"] = [{"word": word, "weights": np.round(weights, 4).tolist()} for word, weights in maps]
+        return result
 
     def first_words(self, embedding):
         """The ``top_words`` most likely first words after START, with their probabilities."""
         state = self.model.initial_state(embeddings=embedding)
-        probs, _ = self.model.step([self.model.vocab[START]], state)  # [1, vocab]
+        probs, _ = self.model.step([self.model.vocab[START]], state, embeddings=embedding)  # [1, vocab]
         probs = probs[0].astype(np.float64)
         probs[self.model.banned_tokens] = 0.0  # PAD and START are never predicted
         best = np.argsort(-probs, kind="stable")[:self.top_words]
