@@ -57,11 +57,13 @@ def built(batch=4, grid=3, length=7, vocab=30, seed=0):
 
 def test_every_tensor_has_its_shape_and_attention_is_a_distribution():
     d, s, feed = built()
-    h0, words, hidden, alphas, betas, logits, loss, xent, penalty = s.run(
-        [d.h0, d.word_embeds, d.hidden_states, d.alphas, d.betas, d.flat_token_logits, d.loss, d.cross_entropy,
-         d.attention_penalty], feed)
+    h0, words, hidden, alphas, betas, targets, bottleneck, loss, xent, penalty = s.run(
+        [d.h0, d.word_embeds, d.hidden_states, d.alphas, d.betas, d.targets, d.logits_bottleneck, d.loss,
+         d.cross_entropy, d.attention_penalty], feed)
     assert h0.shape == (4, 32) and words.shape == (4, 6, 16)
-    assert hidden.shape == (4, 6, 32 + 12) and logits.shape == (24, 30)  # [h; context of squeezed features]
+    assert hidden.shape == (4, 6, 32 + 12)  # [h; context of squeezed features]
+    real = feed[d.sentences][:, 1:][feed[d.sentences][:, 1:] != 0]
+    assert targets.tolist() == real.tolist() and bottleneck.shape == (len(real), 16)  # logits at real words only
     assert alphas.shape == (4, 6, 9) and betas.shape == (4, 6)
     assert (alphas >= 0).all() and np.allclose(alphas.sum(axis=2), 1.0, atol=1e-5)
     assert ((betas > 0) & (betas < 1)).all()

@@ -5,10 +5,14 @@ you like), but the image is a grid of features that every word attends to:
 
     img_embeds [B, H, W, D] -> feature_bottleneck -> features [B, L, F] -> mean -> h0, c0
     sentences [B, T]        -> word_embeds [B, T-1, WORD_EMBED]
-    for each word: attend (alpha [B, L], beta) -> context [B, D] -> LSTM -> [h; context]
-    -> token_logits_bottleneck -> token_logits -> flat_token_logits
-    loss = masked cross-entropy + attention_lambda * sum_l (1 - sum_t alpha_tl)^2 (doubly stochastic:
+    for each word: attend (alpha [B, L], beta) -> context [B, F] -> LSTM -> [h; context]
+    -> (non-PAD positions only) token_logits_bottleneck -> token_logits -> cross-entropy
+    loss = that cross-entropy + attention_lambda * sum_l (1 - sum_t alpha_tl)^2 (doubly stochastic:
            over a caption, every location gets looked at about once)
+
+It gets ``FastDecoder``'s treatment where it pays (bench/attention.py): logits only where the
+ground truth is not PAD, the logits' cross-entropy with a hand-written gradient, and a dense
+gradient for the word embeddings (``capstone.fast.ops``).
 """
 
 import tensorflow as tf
@@ -16,6 +20,7 @@ import tensorflow as tf
 from capstone.attention.layers import attention_step, initial_state, make_attention_layers, squeeze_features
 from capstone.config import ModelConfig
 from capstone.decoder import SCOPE, Dropout
+from capstone.fast.ops import dense_softmax_cross_entropy, lookup_with_dense_gradient
 from capstone.layers import LSTMState
 
 v1 = tf.compat.v1
@@ -62,7 +67,7 @@ class AttentionDecoder:
         """Inputs: sentences.
         Outputs: word_embeds [B, T-1, WORD_EMBED] (every token but the last).
         """
-        self.word_embeds = self.dropout(self.layers.word_embed(self.sentences[:, :-1]))
+        self.word_embeds = self.dropout(lookup_with_dense_gradient(self.layers.word_embed, self.sentences[:, :-1]))
 
     def build_rnn(self):
         """Inputs: word_embeds, h0, c0, features, projected_features.
@@ -92,22 +97,26 @@ class AttentionDecoder:
 
     def build_logits(self):
         """Inputs: flat_hidden_states, sentences.
-        Outputs: flat_ground_truth [B*(T-1)], flat_loss_mask [B*(T-1)], flat_token_logits [B*(T-1), vocab].
+        Outputs: flat_loss_mask [B*(T-1)] (1.0 where the ground truth is not PAD), targets [N] (the
+          non-PAD ground truth), logits_bottleneck [N, LOGIT_BOTTLENECK] (PAD positions never reach
+          the loss, so their logits, the biggest matmul of a step, are not computed).
         """
-        self.flat_ground_truth = tf.reshape(self.sentences[:, 1:], [-1])
-        self.flat_loss_mask = tf.cast(tf.not_equal(self.flat_ground_truth, self.pad_idx), tf.float32)
-        bottleneck = self.layers.token_logits_bottleneck(self.dropout(self.flat_hidden_states))
-        self.flat_token_logits = self.layers.token_logits(bottleneck)
+        flat_ground_truth = tf.reshape(self.sentences[:, 1:], [-1])
+        self.flat_loss_mask = tf.cast(tf.not_equal(flat_ground_truth, self.pad_idx), tf.float32)
+        real = tf.reshape(tf.where(self.flat_loss_mask > 0), [-1])
+        self.targets = tf.gather(flat_ground_truth, real)                             # [N]
+        hidden = tf.gather(self.flat_hidden_states, real)                            # [N, U + F]
+        self.logits_bottleneck = self.layers.token_logits_bottleneck(self.dropout(hidden))
 
     def build_loss(self):
-        """Inputs: flat_token_logits, flat_ground_truth, flat_loss_mask, alphas.
+        """Inputs: logits_bottleneck, targets, flat_loss_mask, alphas.
         Outputs: cross_entropy [] (the course's masked mean), attention_penalty [], loss [] (their sum).
         """
-        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.flat_ground_truth,
-                                                              logits=self.flat_token_logits)
-        mask = self.flat_loss_mask
-        self.cross_entropy = tf.reduce_sum(xent * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-        word_mask = tf.reshape(mask, tf.shape(self.alphas)[:2])                   # [B, T-1]
+        token_logits = self.layers.token_logits
+        xent = dense_softmax_cross_entropy(self.logits_bottleneck, token_logits.kernel, token_logits.bias,
+                                           self.targets)                              # [N]
+        self.cross_entropy = tf.reduce_sum(xent) / tf.maximum(tf.cast(tf.size(xent), tf.float32), 1.0)
+        word_mask = tf.reshape(self.flat_loss_mask, tf.shape(self.alphas)[:2])       # [B, T-1]
         attention_per_location = tf.reduce_sum(self.alphas * word_mask[:, :, None], axis=1)  # [B, L]
         self.attention_penalty = tf.reduce_mean(tf.reduce_sum(tf.square(1.0 - attention_per_location), axis=1))
         self.loss = self.cross_entropy + self.model_config.attention_lambda * self.attention_penalty
