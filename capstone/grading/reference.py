@@ -12,7 +12,7 @@ import numpy as np
 
 from capstone import captions as reference
 from capstone.captions import PAD
-from capstone.grading.grader import DEFAULT_VALIDATION_LOSS_THRESHOLD, Grader
+from capstone.grading.grader import Grader
 
 SCENE_SLOTS = 3  # at most 3 shapes per scene
 
@@ -64,13 +64,15 @@ def builtin_configs():
                            min_count=2))
 
 
-def grade_reference(threshold=DEFAULT_VALIDATION_LOSS_THRESHOLD, log=print):
-    """Grade the package's own functions and decoder on the built-in problem -> the Grader."""
+def grade_reference(threshold=None, log=print):
+    """Grade the package's own functions, decoder and sampler on the built-in problem -> the Grader."""
     import tensorflow as tf
 
     from capstone.decoder import Decoder
+    from capstone.grading.sampler import reference_generate_caption, reference_one_step
+    from capstone.support import run_dir as runs
     from capstone.support.tf_session import make_session
-    from capstone.training import train
+    from capstone.training import generate_batch, train
 
     (train_embeds, train_captions), (val_embeds, val_captions) = builtin_problem()
     model_config, training_config = builtin_configs()
@@ -84,17 +86,22 @@ def grade_reference(threshold=DEFAULT_VALIDATION_LOSS_THRESHOLD, log=print):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(training_config.seed)
-        decoder = Decoder(len(vocab), vocab[PAD], model_config)  # the course's graph (fast=False)
+        decoder = Decoder(len(vocab), vocab[PAD], model_config)  # the course's graph
         init = tf.compat.v1.global_variables_initializer()
+        saver = tf.compat.v1.train.Saver()
     session = make_session(graph)
     session.run(init)
     grader.grade_decoder_shapes(decoder, session)
     grader.grade_random_init_loss(decoder, session)
-    session.close()
+    grader.grade_generate_batch(generate_batch)
 
     log(f"training the reference decoder on the built-in problem ({len(train_captions)} scenes)")
     with tempfile.TemporaryDirectory(prefix="capstone-grading-") as run_dir:
         train(run_dir, train_embeds, train_captions, val_embeds, val_captions, model_config, training_config,
               progress=False, log=log)
-        grader.grade_run(run_dir, threshold)
+        runs.restore(saver, session, runs.best_checkpoint(run_dir))
+        grader.grade_validation_loss(decoder, session, val_embeds, val_captions, vocab, threshold=threshold,
+                                     data="shapes")
+    session.close()
+    grader.grade_sampler(reference_one_step, reference_generate_caption)
     return grader
