@@ -143,8 +143,11 @@ def check_sampler(one_step_fn, generate_caption_fn):
         except (CapstoneError, ValueError, TypeError) as error:
             raise Mismatch(expected, type(error).__name__, f"building one_step failed: {str(error)[:200]}; it takes "
                                                            f"(layers, current_word, lstm_c, lstm_h) and returns "
-                                                           f"(new_probs, new_c, new_h), using the decoder's layers") from None
+                                                           f"(new_probs, new_c, new_h), using the decoder's layers as the "
+                                                           f"decoder does (token_logits after token_logits_bottleneck: "
+                                                           f"a skipped layer changes the variables' shapes)") from None
         try:
+            _compare_variables(given, learner, expected)
             _compare_steps(given, learner, embeds, expected)
             captions = _check_generate_caption(generate_caption_fn, given, embeds, wanted, expected)
             full = [_words(call_learner(expected, "generate_caption(your model, embedding=...)", generate_caption_fn,
@@ -179,6 +182,19 @@ def _probe_one_step(one_step_fn):
             raise NotDone("one_step") from None
         except Exception:  # noqa: BLE001 - other errors are reported, with context, by the real check
             pass
+
+
+def _compare_variables(given, learner, expected):
+    """Each layer one_step used must have the trained decoder's variable shapes."""
+    for name, layer in vars(learner.layers).items():
+        for attribute in ("kernel", "bias", "embeddings", "input_kernel", "recurrent_kernel"):
+            variable = getattr(layer, attribute, None)
+            want = getattr(getattr(given.layers, name), attribute, None)
+            if variable is not None and want is not None and variable.shape != want.shape:
+                raise Mismatch(expected, f"{name}.{attribute} {variable.shape}",
+                               f"one_step made {name}.{attribute} with shape {variable.shape}, but the trained decoder's "
+                               f"is {want.shape}: use the layers as the decoder does (token_logits after "
+                               f"token_logits_bottleneck, the word's embedding into the lstm)")
 
 
 def _compare_steps(given, learner, embeds, expected):

@@ -144,8 +144,9 @@ def check_indexing(caption_tokens_to_indices_fn, train_captions, vocab):
             received = indexing_summary(indexed, vocab)
             got_lengths = [len(image_captions) for image_captions in indexed]
         except (TypeError, IndexError, KeyError):
-            raise Mismatch(expected, type(indexed).__name__, "expected a list (one per image) of lists (one per "
-                                                             "caption) of token indices") from None
+            raise Mismatch(expected, type(indexed).__name__, f"expected a list (one per image) of lists (one per "
+                                                             f"caption) of token indices, received "
+                                                             f"{repr(indexed)[:60]}...") from None
         if got_lengths != [len(image_captions) for image_captions in wanted]:
             raise Mismatch(expected, received, f"expected {len(wanted)} images with their "
                                                f"{sum(map(len, wanted))} captions, received {len(got_lengths)} "
