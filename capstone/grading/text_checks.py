@@ -132,7 +132,7 @@ def check_indexing(caption_tokens_to_indices_fn, train_captions, vocab):
     missing = [token for token in (START, END, UNK) if token not in vocab]
     if missing:
         raise CapstoneError(f"grade_indexing: the vocabulary has no {missing}; grade (and fix) the vocabulary first")
-    known = sorted(token for token in vocab if token not in SPECIAL_TOKENS)
+    known = sorted(token for token in vocab if token not in SPECIAL_TOKENS) or ["a"]
     probe = [[f"{known[0]} zebra-xylophone {known[-1]}!", "Qwertyuiop"], [" ".join(known[:3]).upper()]]
     summary = None
     for name, captions in (("train_captions", train_captions), ("probe", probe)):
