@@ -23,11 +23,8 @@ import sys
 
 from capstone.grading import decoder_checks, text_checks, training_checks
 from capstone.grading.common import NOT_DONE, Mismatch, NotDone, PartResult, short
-from capstone.grading.decoder_checks import (COURSE_BATCH, COURSE_TIME, DECODER_TENSORS,  # noqa: F401 (re-exported)
-                                             course_feed, expected_decoder_shapes)
-from capstone.grading.text_checks import indexing_summary, vocabulary_summary  # noqa: F401 (re-exported)
-from capstone.grading.training_checks import (DEFAULT_VALIDATION_LOSS_THRESHOLD,  # noqa: F401 (re-exported)
-                                              VALIDATION_LOSS_THRESHOLDS)
+from capstone.grading.decoder_checks import DECODER_TENSORS  # noqa: F401 (re-exported)
+from capstone.grading.training_checks import VALIDATION_LOSS_THRESHOLDS
 
 VOCABULARY = "vocabulary"
 INDEXING = "caption indexing"

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from capstone import captions as reference
-from capstone.captions import END, PAD, SPECIAL_TOKENS, START, UNK, split_sentence
+from capstone.captions import END, SPECIAL_TOKENS, START, UNK, split_sentence
 from capstone.errors import CapstoneError
 from capstone.grading.common import Mismatch, call_learner
 
