@@ -45,12 +45,14 @@ DecoderLayers = collections.namedtuple("DecoderLayers", [
 ])
 
 
-def make_layers(vocab_size, config):
+def make_layers(vocab_size, config, build=True):
     """The course's six layers, with the course's names: the one source of variable names.
 
     Creates their variables at once, under the current variable scope (``SCOPE`` in every graph),
     always in this order: so a seed gives the same initial weights whichever graph is built
     (the course's, the fast trainer's), and no variable is ever born inside a while loop.
+    ``build=False`` leaves that to the layers' first calls, as the course's Keras layers did: the
+    notebook's decoder, where a wrong input size should reach the grader, not stop the build.
     """
     layers = DecoderLayers(
         img_embed_to_bottleneck=Dense(config.img_embed_bottleneck, activation="elu", name="img_embed_to_bottleneck"),
@@ -60,6 +62,8 @@ def make_layers(vocab_size, config):
         token_logits_bottleneck=Dense(config.logit_bottleneck, activation="elu", name="token_logits_bottleneck"),
         token_logits=Dense(vocab_size, name="token_logits"),
     )
+    if not build:
+        return layers
     layers.img_embed_to_bottleneck.build(config.img_embed_size)
     layers.img_embed_bottleneck_to_h0.build(config.img_embed_bottleneck)
     layers.word_embed.build()
