@@ -170,7 +170,7 @@ def add_search_routes(app, service):
     @app.get("/search")
     def search_page():
         index = service.require_index()
-        query = service.query_text()
+        query, _ = service.query_text(), service.top_k()  # a bad k is an error even before a query
         found = service.search_json(query) if query.strip() else {"results": None}
         return flask.render_template("search.html", query=query, size=len(index), hits=found["results"],
                                      message=found.get("message"))
