@@ -114,6 +114,7 @@ def add_arguments(p):
 
 def run(args):
     metrics = run_demo(args.out, quick=args.quick, log=lambda text: print(text, flush=True))
-    print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json; "
-          f"caption your own photos: python -m capstone caption {args.out} photo.jpg)")
+    print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json); caption pictures with it: "
+          f"python -m capstone caption {args.out} picture.jpg  (it has learnt only shapes: for photos, "
+          f"README 'Real photos')")
     print(json.dumps({name: metrics[name] for name in ("greedy", "beam3", "nearest_neighbour")}))

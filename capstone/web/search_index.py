@@ -1,7 +1,7 @@
 """Find photos by words: every image of a folder is captioned once, captions are indexed with TF-IDF.
 
     index = load_or_build("photos/", caption_file, model_id)   # captions photos/*.jpg, or reloads them
-    index.search("a dog on the grass")   # [SearchHit("dog1.jpg", 1.0, "a dog runs on the grass", ("dog", "grass")), ...]
+    index.search("a dog on the grass")  # [SearchHit("dog1.jpg", 1.0, "a dog on grass", ("dog", "grass")), ...]
 
 Only content words count: "a", "on", "the", "with", ... (``STOP_WORDS``) are dropped from captions
 and queries alike, so "dog on grass" never finds a photo because its caption says "on". The
