@@ -1,19 +1,38 @@
-"""Command line: ``python -m capstone {train,caption,...} --help``.
+"""Show and Tell image captioning: a CNN embeds an image, an LSTM writes its caption.
 
-Every command reports bad input as one line ``error: ...`` on stderr and exit status 2.
+Start with ``demo`` (the whole pipeline offline, on synthetic pictures of shapes), then
+``caption`` images with the run it made; for your own data: ``embed`` images, ``split`` the
+embeddings, ``train`` a decoder, ``evaluate`` it, ``serve`` it as a web page. Every command
+has ``--help``, and its options may come before or after its file names. Bad input is one line
+``error: ...`` on stderr and exit status 2.
 """
 
 import argparse
 import errno
 import importlib
-import os
 import sys
 
-# Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from capstone.commands import COMMANDS
+from capstone.errors import CapstoneError
 
-from capstone.commands import COMMANDS  # noqa: E402
-from capstone.errors import CapstoneError  # noqa: E402
+
+def build_parser(chosen=None):
+    """The parser of every command; only ``chosen`` gets its arguments (its module imports TensorFlow).
+
+    Returns (parser, the chosen command's sub-parser or None)."""
+    parser = argparse.ArgumentParser(prog="python -m capstone", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands, in the order you will use them")
+    chosen_parser = None
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
+            chosen_parser = sub
+    return parser, chosen_parser
 
 # Out of space, over quota, file too large, permission denied, read-only file system.
 DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EACCES, errno.EPERM,
@@ -22,16 +41,14 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="python -m capstone", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:  # only the command being run is imported (TensorFlow takes seconds to load)
-            module = importlib.import_module(module_name)
-            module.add_arguments(sub)
-            sub.set_defaults(run=module.run)
-    args = parser.parse_args(argv)
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    if chosen:
+        from capstone.support.quiet import quiet_tensorflow
+
+        quiet_tensorflow()  # before the command's module imports it: no start-up noise
+    parser, command_parser = build_parser(chosen)
+    # Intermixed: ``caption RUN --beam 3 a.jpg b.jpg`` works as well as ``caption RUN a.jpg b.jpg --beam 3``.
+    args = command_parser.parse_intermixed_args(argv[1:]) if command_parser else parser.parse_args(argv)
     try:
         return args.run(args) or 0
     except CapstoneError as error:

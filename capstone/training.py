@@ -165,8 +165,15 @@ def prepare_run(run_dir, train_captions, model_config, training_config, encoder)
     return run
 
 
-def plot_history(history, path):
-    """Train and validation loss per epoch as a PNG (written atomically)."""
+def best_epoch(history):
+    """The record of the epoch with the lowest validation loss (the one ``best/`` keeps), or None
+    when no epoch has one. best_epoch([{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.5}])["epoch"] -> 2"""
+    scored = [h for h in history if h.get("val_loss") is not None]
+    return min(scored, key=lambda h: h["val_loss"]) if scored else None
+
+
+def history_figure(history):
+    """Train and validation loss per epoch, the best epoch (what ``best/`` keeps) marked: a matplotlib Figure."""
     # A Figure without pyplot: drawing a file never touches the backend a notebook has chosen.
     from matplotlib.figure import Figure
 
@@ -174,15 +181,24 @@ def plot_history(history, path):
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    if any(h.get("val_loss") is not None for h in history):
+    best = best_epoch(history)
+    if best is not None:
         ax.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation")
+        ax.axvline(best["epoch"], color="gray", linestyle="--", linewidth=1)
+        ax.plot([best["epoch"]], [best["val_loss"]], "*", color="crimson", markersize=14,
+                label=f"best: epoch {best['epoch']}, val {best['val_loss']:.3f} (kept in best/)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy per token")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_history(history, path):
+    """``history_figure`` as a PNG (written atomically)."""
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+        history_figure(history).savefig(f, format="png", dpi=100)
 
 
 def _scalar_summary(values):

@@ -1,13 +1,21 @@
 """``python -m capstone train`` and ``caption`` on the course's pickle + caption-file inputs."""
 
 import csv
+import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 
+import pytest
+
 from capstone.__main__ import main
+from capstone.errors import CapstoneError
+from capstone.support import run_dir as runs
+from capstone.support.quiet import is_noise, quiet_tensorflow
 from synthetic import make_problem, scene_captions
 from utils import save_pickle
 
@@ -33,7 +41,13 @@ def test_train_then_caption_from_pickles_and_csv(tmp_path, capsys):
                  "--val-embeds", f"{p}/val_img_embeds.pickle", "--val-fns", f"{p}/val_img_fns.pickle",
                  "--captions", f"{p}/captions.csv", "--out", run, "--epochs", "3", "--batches-per-epoch", "100",
                  "--batch-size", "32", "--min-count", "1", "--n-validation-batches", "5", "--quiet", *SMALL]) == 0
-    assert "3 epochs" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    history = json.load(open(os.path.join(run, "history.json")))
+    best = min(history, key=lambda h: h["val_loss"])
+    assert "3 epochs" in summary
+    assert f"best epoch {best['epoch']}, val loss {best['val_loss']:.3f} (kept in {run}/best/" in summary
+    data = json.load(open(os.path.join(run, "config.json")))["data"]
+    assert data == {"source": "captions", "captions": [os.path.abspath(f"{p}/captions.csv")], "images": len(train_e)}
     assert main(["caption", run, "--embeds", f"{p}/val_img_embeds.pickle", "--fns", f"{p}/val_img_fns.pickle"]) == 0
     lines = capsys.readouterr().out.strip().split("\n")
     assert len(lines) == len(val_fns)
@@ -65,9 +79,75 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert code == 2 and "error:" in capsys.readouterr().err
 
 
-def test_module_entry_point_exit_code(tmp_path):
+def test_module_entry_point_exit_code_and_no_start_up_noise(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # as a learner's shell
     result = subprocess.run([sys.executable, "-m", "capstone", "caption", str(tmp_path / "missing"), "--embeds", "e",
-                             "--fns", "f"], capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                             "--fns", "f"], capture_output=True, text=True, env=env,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: e: no such file")
-    assert "Traceback" not in result.stderr
+    # TensorFlow was imported (oneDNN, CUDA stub, absl notices), yet stderr is our one line
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: e: no such file"), result.stderr
+
+
+def test_noise_filter_drops_what_tf_cpp_min_log_level_hides_and_keeps_the_rest():
+    info = "I0000 00:00:1795433180.607692    9627 port.cc:153] oneDNN custom operations are on."
+    error = "E0000 00:00:1795433196.245069    9627 util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX."
+    absl = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+    assert is_noise(info, 1) and is_noise(absl, 1) and not is_noise(error, 2) and is_noise(error, 3)
+    assert not is_noise(info, 0) and not is_noise("error: x.jpg: not an image", 3)
+    assert not is_noise("WARNING:tensorflow:something a person should read", 3)
+    quiet_tensorflow()
+    tf_logger, seen = logging.getLogger("tensorflow"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    tf_logger.addHandler(handler)
+    try:
+        tf_logger.warning("From /venv/lib/python3.11/site-packages/tensorflow/python/training/saver.py:1068: "
+                          "remove_checkpoint (from tensorflow.python.checkpoint.checkpoint_management) is deprecated "
+                          "and will be removed in a future version.\nInstructions for updating:\nUse file APIs.")
+        tf_logger.warning("From /home/me/my_notebook.py:12: foo (from tensorflow.python.ops) is deprecated and will "
+                          "be removed in a future version.")
+        tf_logger.warning("a real warning")
+    finally:
+        tf_logger.removeHandler(handler)
+    assert len(seen) == 2 and seen[0].startswith("From /home/me/my_notebook.py") and seen[1] == "a real warning"
+
+
+def test_help_says_what_the_tool_does_and_lists_commands_in_a_newcomers_order(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "Command line:" not in text and "Show and Tell image captioning: a CNN embeds an image" in text
+    listed = [line.split()[0] for line in text.split("commands, in the order you will use them:")[1].splitlines()
+              if line.startswith("    ") and not line.startswith("      ")]
+    assert listed == ["demo", "caption", "embed", "split", "train", "evaluate", "serve", "export"]
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def test_a_run_records_its_training_data_and_old_runs_still_load(tmp_path, capsys):
+    old = runs.load_run(os.path.join(FIXTURES, "run_v1"))  # made before config.json had "data"
+    assert old.data is None and not runs.trained_on_shapes(old) and runs.shapes_warning(old) is None
+    run = str(tmp_path / "run")
+    shutil.copytree(os.path.join(FIXTURES, "run_v1"), run)
+    runs.record_training_data(run, runs.SHAPES, ["data/captions_shapes.zip"], images=300)
+    assert json.load(open(os.path.join(run, "config.json")))["data"] == {
+        "source": "shapes", "captions": ["data/captions_shapes.zip"], "images": 300}
+    assert runs.trained_on_shapes(run)
+    assert runs.shapes_warning(run) == (
+        f"note: {run} was trained on 300 synthetic pictures of coloured shapes (the demo); on other images it "
+        f"still describes coloured shapes. For photos, train on captioned photos (README: 'Real photos').")
+    # precomputed embeddings are not someone's photos: no note; options after the positionals work too
+    assert main(["caption", run, "--embeds", os.path.join(FIXTURES, "run_v1_embeds.pickle"),
+                 "--fns", os.path.join(FIXTURES, "run_v1_fns.pickle"), "--beam", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "note:" not in err and len(out.strip().splitlines()) > 0
+    config = json.load(open(os.path.join(run, "config.json")))
+    config["data"] = "shapes"
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f)
+    with pytest.raises(CapstoneError, match="config.json: 'data' must be an object"):
+        runs.load_run(run)

@@ -33,6 +33,8 @@ def test_demo_writes_a_complete_run_directory_with_good_metrics(demo_run):
     assert beam["CIDEr"] > baseline["CIDEr"]
     config = json.load(open(os.path.join(demo_run, "config.json")))
     assert config["encoder"] == "efficientnet_lite0" and config["model"]["img_embed_size"] == 1280
+    assert config["data"] == {"source": "shapes", "captions": [os.path.join(demo_run, "data", "captions_shapes.zip")],
+                              "images": 300}
 
 
 @pytest.mark.slow  # re-scores the test split (three METEOR runs): ~1 minute
@@ -51,8 +53,16 @@ def test_caption_image_files_with_the_runs_encoder(demo_run, tmp_path, capsys):
         image = tmp_path / os.path.basename(member)
         image.write_bytes(zf.read(member))
     assert main(["caption", demo_run, str(image)]) == 0
-    name, caption = capsys.readouterr().out.strip().split("\t")
+    out, err = capsys.readouterr()
+    name, caption = out.strip().split("\t")
     assert name == str(image) and len(caption.split()) >= 2
+    # a model of the demo's shapes says so, once, when it captions image files
+    assert err.count("note:") == 1 and "was trained on 300 synthetic pictures of coloured shapes" in err
+    # options before the image list, as well as after it
+    second = tmp_path / "second.jpg"
+    second.write_bytes(image.read_bytes())
+    assert main(["caption", demo_run, "--beam", "3", str(image), str(second), "--max-len", "12"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.strip().split("\n")] == [str(image), str(second)]
     # the same picture through the pickled embeddings gives the same caption
     assert main(["caption", demo_run, "--embeds", os.path.join(demo_run, "data", "test_img_embeds.pickle"),
                  "--fns", os.path.join(demo_run, "data", "test_img_fns.pickle")]) == 0
@@ -72,12 +82,30 @@ def test_evaluate_prints_metrics_json_last(demo_run, capsys):
     scores = json.loads(lines[-1])
     assert list(scores) == ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"]
     assert scores["CIDEr"] > 1.0
-    assert any(line.startswith("nearest_neighbour") for line in lines)
-    saved = json.load(open(os.path.join(demo_run, "metrics_test_img_embeds.pickle_beam2.json")))
-    assert saved["model"]["scores"] == scores
+    assert [line.split()[0] for line in lines[:2]] == ["beam2", "nearest_neighbour"]  # rows name the decoder
+    saved_path = os.path.join(demo_run, "metrics_test_beam2.json")  # named after the split and the decoder
+    assert lines[-2] == f"metrics and captions: {saved_path}"
+    saved = json.load(open(saved_path))
+    assert list(saved) == ["beam2", "nearest_neighbour"] and saved["beam2"]["scores"] == scores
+    assert main(["evaluate", demo_run, "--embeds", f"{data}/test_img_embeds.pickle", "--fns",
+                 f"{data}/test_img_fns.pickle", "--captions", f"{data}/captions_shapes.zip"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("greedy ")
+    assert list(json.load(open(os.path.join(demo_run, "metrics_test_greedy.json")))) == ["greedy"]
     assert main(["evaluate", demo_run, "--embeds", f"{data}/test_img_embeds.pickle", "--fns",
                  f"{data}/test_img_fns.pickle", "--captions", f"{data}/captions_shapes.zip", "--beam", "-1"]) == 2
     assert "--beam must be a positive" in capsys.readouterr().err
+
+
+def test_examples_figure_says_which_decoder_wrote_the_bold_captions():
+    import numpy as np
+
+    from capstone.evaluation.evaluate_run import examples_figure
+
+    images = [np.zeros((8, 8, 3), np.uint8)] * 2
+    fig = examples_figure(images, ["a red circle", "a blue square"], [["one red circle"], ["a square"]], "beam3")
+    assert fig._suptitle.get_text() == (
+        "bold: the model's caption (beam3);  grey: one of the human reference captions")
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["a red circle", "a blue square"]
 
 
 def test_embed_command_and_its_bad_input(demo_run, tmp_path, capsys):

@@ -70,7 +70,21 @@ def test_search_ranks_by_cosine_and_ignores_unknown_words(photos):
     assert index.search("zebra") == [] and index.search("") == [] and index.search("...") == []
     # search by image: several captions at once
     assert index.search(["a cat", "a cat on a sofa"])[0].name == "cat.png"
-    assert len(index.search("a", top_k=2)) == 2
+    assert len(index.search("dog", top_k=1)) == 1
+
+
+def test_common_words_never_make_a_match_and_scores_are_the_fraction_of_words_found(photos):
+    index = load_or_build(str(photos), FakeCaptioner(), "model-A", log=lambda _: None)
+    hits = index.search("dog on grass")  # cat.png ("a cat sleeps on a sofa") shares only "on"
+    assert [(h.name, h.score, h.matched) for h in hits] == [("dog1.jpg", 1.0, ("dog", "grass")),
+                                                            ("dog2.jpg", 0.5, ("dog",))]
+    assert index.search("on the") == [] and index.search("a with") == []
+    assert index.no_match_message("on the") == ("no match: 'on', 'the' are too common to search by; use words "
+                                                 "that say what is in the picture, e.g. 'dog grass'")
+    assert index.no_match_message("a zebra") == "no match: no caption of the 4 images has 'zebra'"
+    assert index.search("a zebra on a sofa")[0].score == 0.5  # 1 of 2 content words
+    # equal fractions: the TF-IDF cosine orders them (dog2's caption is mostly "dog")
+    assert [h.name for h in index.search("dog")] == ["dog2.jpg", "dog1.jpg"]
 
 
 def test_index_is_saved_and_reused_until_files_or_model_change(photos):

@@ -5,6 +5,7 @@ The model is the tiny one of serve_support: pictures of coloured scenes -> scene
 
 import argparse
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -135,7 +136,7 @@ def test_caption_page_shows_the_image_and_its_captions(client):
 def test_bad_uploads_are_clear_400s(client):
     cases = [  # (file name and bytes, or None for no file field; what the message must say)
         (None, "send an image file"),
-        (("empty.png", b""), "send an image file"),
+        (("empty.png", b""), "empty.png: the file is empty (0 bytes)"),
         (("notes.txt", b"hello, I am a text file\n"), "notes.txt: not an image"),
         (("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"), "not an image"),
         (("cut.jpg", picture_file("red", "circle", ".jpg")[:-50]), "cut.jpg: truncated JPEG"),
@@ -246,7 +247,13 @@ def test_api_search_by_words(client):
     everything = client.get("/api/search", query_string={"q": "triangle"}).get_json()["results"]
     assert sorted(r["name"] for r in everything) == [
         "blue_triangle.png", "green_triangle.png", "red_triangle.png", "yellow_triangle.png"]
-    assert client.get("/api/search", query_string={"q": "zebra"}).get_json()["results"] == []
+    zebra = client.get("/api/search", query_string={"q": "zebra"}).get_json()
+    assert zebra["results"] == [] and zebra["message"] == "no match: no caption of the 12 images has 'zebra'"
+    common = client.get("/api/search", query_string={"q": "there is a"}).get_json()  # in every caption
+    assert common["results"] == [] and "too common to search by" in common["message"]
+    red = client.get("/api/search", query_string={"q": "red zebra"}).get_json()
+    assert "message" not in red and {r["score"] for r in red["results"]} == {0.5}
+    assert all(r["matched"] == ["red"] for r in red["results"]) and len(red["results"]) == 3
     for bad in ({"q": "x", "k": "0"}, {"q": "x", "k": "many"}, {"q": "x", "k": "1000"}, {"q": "x", "k": "²"},
                 {"q": "x" * 600}):
         answer = client.get("/api/search", query_string=bad)
@@ -259,7 +266,10 @@ def test_search_page_lists_thumbnails_and_escapes_the_query(client):
     assert 'src="/images/blue_square.png"' in html and "Search 12 images" in html
     html = client.get("/search", query_string={"q": "<script>alert(1)</script> red"}).get_data(as_text=True)
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
-    assert 'id="no-hits"' in client.get("/search", query_string={"q": "zebra"}).get_data(as_text=True)
+    html = client.get("/search", query_string={"q": "zebra"}).get_data(as_text=True)
+    assert '<p id="no-hits">no match: no caption of the 12 images has &#39;zebra&#39;</p>' in html
+    html = client.get("/search", query_string={"q": "blue"}).get_data(as_text=True)
+    assert "matches blue\n        (100% of the query's words)" in html
 
 
 def test_search_by_image(client):
@@ -282,6 +292,17 @@ def test_indexed_images_only(client, photos):
                  "/images/photos/red_circle.png",
                  "/images/red_circle.png%00.txt", "/images/"):
         assert client.get(path, follow_redirects=True).status_code == 404, path
+
+
+def test_a_shapes_model_says_so_on_every_page(captioner, index, monkeypatch):
+    assert 'id="trained-on"' not in create_app(captioner, index).test_client().get("/").get_data(as_text=True)
+    run = dataclasses.replace(captioner.model.run, data={"source": "shapes", "captions": [], "images": 300})
+    monkeypatch.setattr(captioner.model, "run", run)
+    client = create_app(captioner, index).test_client()
+    for page in (client.get("/"), client.get("/search?q=red"), client.post("/", data=upload(b"not an image"))):
+        html = page.get_data(as_text=True)
+        assert html.count('id="trained-on"') == 1
+        assert "was trained on 300 synthetic pictures of coloured shapes" in html
 
 
 def test_without_an_index_search_is_404(captioner):

@@ -132,3 +132,20 @@ def test_unreadable_checkpoint_is_a_clear_error(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CapstoneError, match="config.json: missing"):
         FinalModel.load(str(tmp_path / "empty"))
+
+
+def test_loss_plot_marks_the_best_epoch_that_best_dir_keeps(tmp_path):
+    from capstone.training import best_epoch, history_figure, plot_history
+
+    history = [{"epoch": 1, "train_loss": 3.0, "val_loss": 2.5}, {"epoch": 2, "train_loss": 2.0, "val_loss": 1.9},
+               {"epoch": 3, "train_loss": 1.5, "val_loss": 2.1}]
+    assert best_epoch(history)["epoch"] == 2 and best_epoch([{"epoch": 1, "train_loss": 1.0, "val_loss": None}]) is None
+    ax, = history_figure(history).axes
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["train", "validation", "best: epoch 2, val 1.900 (kept in best/)"]
+    star = ax.get_lines()[-1]
+    assert list(star.get_xdata()) == [2] and list(star.get_ydata()) == [1.9]
+    no_val = history_figure([{"epoch": 1, "train_loss": 1.0, "val_loss": None}]).axes[0]
+    assert [t.get_text() for t in no_val.get_legend().get_texts()] == ["train"]
+    plot_history(history, str(tmp_path / "loss.png"))
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"

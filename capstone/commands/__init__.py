@@ -7,12 +7,13 @@ This is the top of the house: it may import every other sub-package; nothing imp
 
 # name -> (module with add_arguments/run, one line of help)
 COMMANDS = {
-    "demo": ("capstone.commands.demo", "the whole pipeline offline: data, embeddings, training, metrics"),
-    "embed": ("capstone.commands.embed", "images (zip or folder) -> embedding pickles"),
+    "demo": ("capstone.commands.demo", "the whole pipeline offline on pictures of shapes: data, embeddings, "
+                                       "training, metrics"),
+    "caption": ("capstone.commands.caption", "caption images or precomputed embeddings with a trained run"),
+    "embed": ("capstone.commands.embed", "your images (zip or folder) -> embedding pickles"),
     "split": ("capstone.commands.split", "split embedding pickles into train/val/test"),
     "train": ("capstone.commands.train", "train the decoder on image embeddings + captions"),
-    "caption": ("capstone.commands.caption", "caption images or precomputed embeddings"),
     "evaluate": ("capstone.commands.evaluate", "BLEU/METEOR/ROUGE-L/CIDEr of a run on captioned images"),
-    "export": ("capstone.commands.export", "a run as a SavedModel (image bytes -> captions) and, with --tflite, TFLite"),
     "serve": ("capstone.web.cli", "web page + JSON API: caption images, search a folder of images by words"),
+    "export": ("capstone.commands.export", "a run as a SavedModel (image bytes -> captions) and, with --tflite, TFLite"),
 }

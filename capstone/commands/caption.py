@@ -1,10 +1,12 @@
 """``python -m capstone caption``: caption images or precomputed embeddings with a run."""
 
 import os
+import sys
 
 from capstone.encoders.embed import read_embeddings
 from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
+from capstone.support.run_dir import shapes_warning
 
 
 def add_arguments(p):
@@ -87,6 +89,9 @@ def run(args):
         from capstone.encoders.images import load_images_for_model
 
         model = FinalModel.load(args.run_dir, with_encoder=True)
+        warning = shapes_warning(model.run)  # a shapes model on someone's photos: say so once
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         images = load_images_for_model(args.images, model.encoder.image_size)
         pairs = caption_batches(model, args.images, images, args, "images")
     for name, caption in pairs:

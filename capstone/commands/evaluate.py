@@ -17,7 +17,23 @@ def add_arguments(p):
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--baseline", metavar="TRAIN_PREFIX",
                    help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
-    p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<images>.json)")
+    p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<split>_<decoder>.json, "
+                                 "e.g. metrics_all_test_beam3.json)")
+
+
+def split_name(path):
+    """The split's name from its images or embeddings path:
+    runs/flickr/all_test_img_embeds.pickle -> all_test;  data/shapes_test.zip -> shapes_test;  photos/ -> photos"""
+    name = os.path.basename(os.path.normpath(path))
+    for suffix in ("_img_embeds.pickle", "_img_fns.pickle", ".pickle", ".zip"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def decoder_name(beam):
+    """greedy for beam 0, beam3 for beam 3: how rows, files and metrics.json name a decoder."""
+    return f"beam{beam}" if beam else "greedy"
 
 
 def run(args):
@@ -50,7 +66,8 @@ def run(args):
         embeds, fns = read_embeddings(args.embeds, args.fns)
     source = " + ".join(args.captions)
     model = FinalModel.load(args.run_dir)
-    report = {"model": evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
+    decoder = decoder_name(args.beam)
+    report = {decoder: evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
                                       source=source)}
     if args.baseline:
         from capstone.data.caption_files import captions_for_fns
@@ -60,9 +77,9 @@ def run(args):
         report["nearest_neighbour"] = evaluate_baseline(
             train_embeds, captions_for_fns(train_fns, fn_to_captions, source), embeds, fns, fn_to_captions,
             source=source)
-    name = os.path.basename(os.path.normpath(args.images or args.embeds))
-    out = args.out or os.path.join(args.run_dir, f"metrics_{name}{'_beam%d' % args.beam if args.beam else ''}.json")
-    write_json(out, {key: value for key, value in report.items()})
+    out = args.out or os.path.join(args.run_dir, f"metrics_{split_name(args.images or args.embeds)}_{decoder}.json")
+    write_json(out, report)
     for key, value in report.items():
         print(f"{key:18s} {format_scores(value['scores'])}")
-    print(json.dumps(report["model"]["scores"]))
+    print(f"metrics and captions: {out}")
+    print(json.dumps(report[decoder]["scores"]))  # last line: the model's scores, for scripts

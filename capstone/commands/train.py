@@ -1,12 +1,15 @@
 """``python -m capstone train``: train the decoder on image embeddings + captions."""
 
 import dataclasses
+import os
 import sys
 
 from capstone.commands.common import (ENCODER_BY_EMBED_SIZE, add_config_flags, config_from_args,
                                       load_split)
 from capstone.config import ModelConfig, TrainingConfig
+from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
+from capstone.support.run_dir import BEST, SHAPES, record_training_data
 
 
 def add_arguments(p):
@@ -45,6 +48,12 @@ def run(args):
         args.out, train_embeds, train_captions, val_embeds, val_captions,
         model_config=model_config, training_config=config_from_args(TrainingConfig, args),
         encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
+    source = SHAPES if any(CAPTIONS_ZIP_NAME in path for path in args.captions) else "captions"
+    record_training_data(args.out, source, [os.path.abspath(path) for path in args.captions],
+                         images=len(train_embeds))
     if history:
-        print(f"{args.out}: {len(history)} epochs, last train loss {history[-1]['train_loss']:.3f}"
-              + (f", val loss {history[-1]['val_loss']:.3f}" if history[-1]["val_loss"] is not None else ""))
+        last, best = history[-1], training.best_epoch(history)
+        print(f"{args.out}: {len(history)} epochs, last train loss {last['train_loss']:.3f}"
+              + (f", val loss {last['val_loss']:.3f}" if last["val_loss"] is not None else "")
+              + (f"; best epoch {best['epoch']}, val loss {best['val_loss']:.3f} "
+                 f"(kept in {os.path.join(args.out, BEST)}/, what 'caption' uses)" if best else ""))

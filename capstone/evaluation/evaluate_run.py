@@ -70,16 +70,17 @@ def read_images(source, fns):
     return images
 
 
-def plot_examples(images, generated, references, path, columns=4):
-    """A PNG grid: each image with its generated caption (bold) and one reference caption."""
+def examples_figure(images, generated, references, decoder, columns=4):
+    """A matplotlib Figure: each image with its generated caption (bold) and one reference caption
+    (grey); the heading says which decoder wrote the bold ones (e.g. "greedy", "beam3")."""
     import textwrap
 
     from matplotlib.figure import Figure  # not pyplot: a file, whatever backend a notebook uses
 
-    from capstone.support.atomic import atomic_open
-
     rows = int(np.ceil(len(images) / columns))
-    fig = Figure(figsize=(4 * columns, 5.2 * rows))
+    fig = Figure(figsize=(4 * columns, 5.2 * rows + 0.6))
+    fig.suptitle(f"bold: the model's caption ({decoder});  grey: one of the human reference captions",
+                 fontsize=12)
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -89,6 +90,14 @@ def plot_examples(images, generated, references, path, columns=4):
         ax.text(0.5, -0.04, "\n".join(textwrap.wrap("ref: " + refs[0], 44)), transform=ax.transAxes,
                 ha="center", va="top", fontsize=8, color="dimgray")
     fig.tight_layout(h_pad=3.0)  # room under each image for its reference caption
+    return fig
+
+
+def plot_examples(images, generated, references, path, decoder="greedy", columns=4):
+    """``examples_figure`` as a PNG at ``path`` (written atomically)."""
+    from capstone.support.atomic import atomic_open
+
+    fig = examples_figure(images, generated, references, decoder, columns)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     with atomic_open(path, "wb") as f:

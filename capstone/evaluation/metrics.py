@@ -17,6 +17,7 @@ images, so it means little for a handful of images (for one image it is always 0
 
 import collections
 import contextlib
+import re
 import shutil
 import threading
 import warnings
@@ -29,6 +30,7 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from capstone.captions import split_sentence
 from capstone.errors import CapstoneError
+from capstone.support.quiet import filtered_stderr
 
 # pycocoevalcap's names for the metrics, in the order the COCO leaderboard prints them.
 METRIC_NAMES = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
@@ -82,6 +84,9 @@ def _check_inputs(references, candidates):
     return clean_refs, clean_cands
 
 
+_PTB_PROGRESS = re.compile(r"^PTBTokenizer tokenized \d+ tokens at ")
+
+
 def _tokenize_java(refs, cands):
     """PTB-tokenise references and candidates in one java run -> (gts, res) for pycocoevalcap."""
     # One call for both sets: every java start costs a fraction of a second.
@@ -91,7 +96,8 @@ def _tokenize_java(refs, cands):
     for key, caption in cands.items():
         sentences[("cand", key)] = [{"caption": caption}]
     try:
-        tokenized = PTBTokenizer().tokenize(sentences)
+        with filtered_stderr(also_drop=_PTB_PROGRESS):  # java's "PTBTokenizer tokenized 3792 tokens at ..."
+            tokenized = PTBTokenizer().tokenize(sentences)
     except OSError as error:  # it writes a temporary file next to its jar, in site-packages
         raise CapstoneError(
             f"score_captions: the PTB tokenizer could not run ({error}); pass use_java=False "

@@ -1,6 +1,8 @@
 """A run directory holds everything needed to use or continue a trained model.
 
-    RUN_DIR/config.json    model + training hyper-parameters, the image encoder's name
+    RUN_DIR/config.json    model + training hyper-parameters, the image encoder's name, and
+                           (optional) "data": what it was trained on, e.g.
+                           {"source": "shapes", "captions": ["data/captions_shapes.zip"], "images": 300}
     RUN_DIR/vocab.json     {token: index}
     RUN_DIR/history.json   one record per finished epoch (losses, seconds)
     RUN_DIR/checkpoints/   one directory per epoch, the last few kept: epoch-0004/{model.index,
@@ -45,6 +47,7 @@ class Run:
     model_config: ModelConfig
     training_config: TrainingConfig
     encoder: str = None  # name of the image encoder whose embeddings the model was trained on
+    data: dict = None  # what it was trained on: {"source", "captions", "images"}; None for older runs
 
     @property
     def inverse_vocab(self):
@@ -61,6 +64,7 @@ def save_run(run):
             "model": dataclasses.asdict(run.model_config),
             "training": dataclasses.asdict(run.training_config),
             "encoder": run.encoder,
+            **({"data": run.data} if run.data is not None else {}),
         })
 
 
@@ -91,13 +95,52 @@ def load_run(path):
         raise CapstoneError(f"{os.path.join(path, VOCAB)}: expected an object {{token: integer index}}")
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise CapstoneError(f"{os.path.join(path, VOCAB)}: indices must be 0..{len(vocab) - 1}, each once")
+    data = config.get("data")
+    if data is not None and not (isinstance(data, dict) and isinstance(data.get("source", ""), str)):
+        raise CapstoneError(f"{where}: 'data' must be an object such as {{\"source\": \"shapes\", \"images\": 300}}")
     return Run(
         path=path,
         vocab=vocab,
         model_config=config_from_dict(ModelConfig, config["model"], where + " 'model'"),
         training_config=config_from_dict(TrainingConfig, config["training"], where + " 'training'"),
         encoder=config.get("encoder"),
+        data=data,
     )
+
+
+# -- what a model was trained on ----------------------------------------------------------------
+
+SHAPES = "shapes"  # data "source" of the demo's synthetic pictures of coloured shapes
+
+
+def record_training_data(path, source, captions=(), images=None):
+    """Write into RUN_DIR/config.json what the model was trained on.
+
+    source: "shapes" for the demo's synthetic pictures, else a short name of the data (e.g. "captions");
+    captions: the caption file(s) it learnt from; images: how many training images.
+    """
+    run = load_run(path)
+    run.data = {"source": source, "captions": [str(c) for c in captions], "images": images}
+    save_run(run)
+    return run
+
+
+def trained_on_shapes(run):
+    """True when the model of ``run`` (a Run, or a run directory's path) learnt from the demo's shapes."""
+    run = load_run(run) if isinstance(run, str) else run
+    return (run.data or {}).get("source") == SHAPES
+
+
+def shapes_warning(run):
+    """One plain sentence for people about to caption their own photos with a shapes model, or None."""
+    run = load_run(run) if isinstance(run, str) else run
+    if not trained_on_shapes(run):
+        return None
+    images = run.data.get("images")
+    count = f"{images} " if isinstance(images, int) else ""
+    return (f"note: {run.path} was trained on {count}synthetic pictures of coloured shapes (the demo); on other "
+            f"images it still describes coloured shapes. For photos, train on captioned photos "
+            f"(README: 'Real photos').")
 
 
 def read_history(path):

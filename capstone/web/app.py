@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from capstone.errors import CapstoneError
 from capstone.evaluation.attention_plot import attention_png
+from capstone.support.run_dir import shapes_warning
 from capstone.web.captioner import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, HEADER_BYTES, MAX_QUERY_CHARS,
                                     MAX_RESULTS, MEGABYTE, Busy, Captioner, TooManyPixels, all_captions,
                                     check_image_header)
@@ -82,6 +83,8 @@ class Service:
             if data:
                 return data, (upload.filename or "image")[:100]
             url = request.form.get("url", "").strip()
+            if not url and upload is not None and upload.filename:
+                raise CapstoneError(f"{upload.filename[:100]}: the file is empty (0 bytes); choose an image file")
             if not url:
                 raise CapstoneError("image: send an image file (form field 'image') or an image URL ('url')")
         data = fetch_url(url, max_bytes=self.max_upload_bytes, timeout=self.fetch_timeout,
@@ -130,8 +133,14 @@ class Service:
 
     @staticmethod
     def hits_json(hits):
-        return [{"name": h.name, "score": h.score, "caption": h.caption,
+        return [{"name": h.name, "score": h.score, "matched": list(h.matched), "caption": h.caption,
                  "url": flask.url_for("indexed_image", name=h.name)} for h in hits]
+
+    def search_json(self, searched, **extra):
+        """{..extra, "results": [...]} plus "message" (why nothing matched) when there are none."""
+        hits = self.index.search(searched, self.top_k())
+        return {**extra, "results": self.hits_json(hits),
+                **({} if hits else {"message": self.index.no_match_message(searched)})}
 
 
 def create_app(model, index=None, *, max_upload_bytes=DEFAULT_MAX_UPLOAD_BYTES, allow_private_urls=False,
@@ -149,7 +158,9 @@ def create_app(model, index=None, *, max_upload_bytes=DEFAULT_MAX_UPLOAD_BYTES, 
     app = flask.Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes  # bigger bodies: 413 before they are read
     app.json.sort_keys = False
-    app.context_processor(lambda: {"has_index": index is not None})  # every page's menu shows search or not
+    # every page's menu shows search or not; and a shapes model on other images says so
+    trained_on = shapes_warning(captioner.model.run) if hasattr(captioner.model, "run") else None
+    app.context_processor(lambda: {"has_index": index is not None, "trained_on_note": trained_on})
     add_caption_routes(app, service)
     add_search_routes(app, service)
     add_error_handlers(app, service)
@@ -191,30 +202,32 @@ def add_search_routes(app, service):
     @app.get("/search")
     def search_page():
         index = service.require_index()
-        query, k = service.query_text(), service.top_k()
-        return flask.render_template("search.html", query=query, size=len(index),
-                                     hits=service.hits_json(index.search(query, k)) if query.strip() else None)
+        query, _ = service.query_text(), service.top_k()  # a bad k is an error even before a query
+        found = service.search_json(query) if query.strip() else {"results": None}
+        return flask.render_template("search.html", query=query, size=len(index), hits=found["results"],
+                                     message=found.get("message"))
 
     @app.post("/search")
     def search_by_image_page():
         index = service.require_index()
         result, pixels = service.caption_request()
+        found = service.search_json(all_captions(result))
         return flask.render_template("search.html", query="", size=len(index), result=result,
-                                     preview=preview_data_uri(pixels),
-                                     hits=service.hits_json(index.search(all_captions(result), service.top_k())))
+                                     preview=preview_data_uri(pixels), hits=found["results"],
+                                     message=found.get("message"))
 
     @app.get("/api/search")
     def api_search():
-        index = service.require_index()
-        query, k = service.query_text(), service.top_k()
-        return flask.jsonify(query=query, results=service.hits_json(index.search(query, k)))
+        service.require_index()
+        query = service.query_text()
+        return flask.jsonify(service.search_json(query, query=query))
 
     @app.post("/api/search")
     def api_search_by_image():
-        index = service.require_index()
+        service.require_index()
         result, _ = service.caption_request()
-        return flask.jsonify(caption=result["caption"], beam_captions=result["beam_captions"],
-                             results=service.hits_json(index.search(all_captions(result), service.top_k())))
+        return flask.jsonify(service.search_json(all_captions(result), caption=result["caption"],
+                                                 beam_captions=result["beam_captions"]))
 
     @app.get("/images/<path:name>")
     def indexed_image(name):

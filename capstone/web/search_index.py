@@ -1,14 +1,18 @@
 """Find photos by words: every image of a folder is captioned once, captions are indexed with TF-IDF.
 
     index = load_or_build("photos/", caption_file, model_id)   # captions photos/*.jpg, or reloads them
-    index.search("a dog on the grass")                          # [SearchHit(name, score, caption), ...]
+    index.search("a dog on the grass")  # [SearchHit("dog1.jpg", 1.0, "a dog on grass", ("dog", "grass")), ...]
 
-TF-IDF (term frequency x inverse document frequency): a caption becomes a vector with one entry
-per word, the word's count times ``idf = ln((1 + N) / (1 + df)) + 1`` (N images, df of them use
-the word), so words every caption has ("a", "is") count for little. Vectors are scaled to length
-1; the score of an image is the cosine of its vector with the query's, 0 (unrelated) to 1.
-It is ~30 lines of numpy, the same formula as scikit-learn's TfidfVectorizer defaults, without
-adding scikit-learn (and SciPy) to the product.
+Only content words count: "a", "on", "the", "with", ... (``STOP_WORDS``) are dropped from captions
+and queries alike, so "dog on grass" never finds a photo because its caption says "on". The
+score is what a person reads it as: the fraction of the query's content words that the image's
+captions contain (1.0: all of them; "dog on grass" -> dog, grass; a caption with "dog" only: 0.5).
+Images with the same fraction are ordered by TF-IDF cosine similarity (term frequency x inverse
+document frequency: a word's count times ``idf = ln((1 + N) / (1 + df)) + 1``, N images, df of
+them use the word; rows scaled to length 1), so rarer words and shorter captions come first.
+That is ~30 lines of numpy, the formula of scikit-learn's TfidfVectorizer defaults, without
+adding scikit-learn (and SciPy) to the product. A query none of whose words any caption has
+finds nothing, and ``no_match_message`` says why.
 
 The captions are saved to ``IMAGE_DIR/.capstone_index.json`` (or ``index_path``), written
 atomically, and reused on the next start for every file whose size and modification time are
@@ -30,6 +34,17 @@ from utils.image_files import ImageFiles
 INDEX_FILE = ".capstone_index.json"
 INDEX_FORMAT = 1  # bump when the file's layout changes: older files are then rebuilt
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Words that say nothing about what is in a picture: never a reason for a match.
+STOP_WORDS = frozenset("""
+    a an the and or but of on in at to into onto with without by for from up as than
+    is are was were be been being has have had it its this that these those there here
+    his her their them they he she while who which what very some
+""".split())
+
+
+def content_words(text):
+    """split_sentence without the stop words: "A dog on the grass." -> ["dog", "grass"]"""
+    return [token for token in split_sentence(text) if token not in STOP_WORDS]
 
 
 class TfidfVectors:
@@ -69,8 +84,9 @@ class TfidfVectors:
 @dataclasses.dataclass(frozen=True)
 class SearchHit:
     name: str  # image file name relative to the folder, "/"-separated
-    score: float  # cosine similarity, 0..1
+    score: float  # fraction of the query's content words its captions contain, 0 < score <= 1
     caption: str  # the image's greedy caption
+    matched: tuple = ()  # the query's content words found in its captions, in query order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,25 +106,48 @@ class SearchIndex:
         self.images = list(images)
         self.skipped = list(skipped)  # [{"name", "size", "mtime_ns", "reason"}]: files that are not images
         self._by_name = {image.name: image for image in self.images}
-        documents = [[t for caption in image.captions for t in split_sentence(caption)] for image in self.images]
+        documents = [[t for caption in image.captions for t in content_words(caption)] for image in self.images]
         self.tfidf = TfidfVectors(documents)
 
     def __len__(self):
         return len(self.images)
 
+    @staticmethod
+    def _query_words(query):
+        """The distinct content words of a text, or of several captions (search by image), in order."""
+        texts = [query] if isinstance(query, str) else list(query)
+        return list(dict.fromkeys(token for text in texts for token in content_words(text)))
+
     def search(self, query, top_k=10):
         """Best matches for ``query`` (a text, or several captions of an image), best first.
 
-        Only images sharing at least one word with the query are returned; ties keep name order.
+        Only images whose captions contain at least one of the query's content words are returned;
+        ranked by that fraction (the score), then by TF-IDF cosine; ties keep name order.
         """
-        texts = [query] if isinstance(query, str) else list(query)
-        tokens = [token for text in texts for token in split_sentence(text)]
-        if not self.images or not tokens:
+        words = self._query_words(query)
+        if not self.images or not words:
             return []
-        scores = self.tfidf.scores(tokens)                # [N]
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [SearchHit(self.images[i].name, float(scores[i]), self.images[i].captions[0])
-                for i in order if scores[i] > 0]
+        known = [w for w in words if w in self.tfidf.vocabulary]
+        present = self.tfidf.doc_vectors[:, [self.tfidf.vocabulary[w] for w in known]] > 0  # [N, known words]
+        fraction = present.sum(axis=1) / len(words)                                          # [N]
+        cosine = self.tfidf.scores(words)                                                    # [N]
+        order = np.lexsort((-cosine, -fraction))[:top_k]  # by fraction, then cosine; stable
+        return [SearchHit(self.images[i].name, float(fraction[i]), self.images[i].captions[0],
+                          tuple(w for w, found in zip(known, present[i]) if found))
+                for i in order if fraction[i] > 0]
+
+    def no_match_message(self, query):
+        """Why ``search(query)`` found nothing, in one sentence for the page and the JSON answer."""
+        texts = [query] if isinstance(query, str) else list(query)
+        typed = list(dict.fromkeys(t for text in texts for t in split_sentence(text)))
+        words = self._query_words(query)
+        if not typed:
+            return "no match: type some words, e.g. 'dog grass'"
+        if not words:
+            return (f"no match: {', '.join(repr(w) for w in typed[:5])} {'is' if len(typed) == 1 else 'are'} "
+                    f"too common to search by; "
+                    f"use words that say what is in the picture, e.g. 'dog grass'")
+        return f"no match: no caption of the {len(self)} images has {' or '.join(repr(w) for w in words[:5])}"
 
     def path_of(self, name):
         """Absolute path of an indexed image, or None for any other name (no path from a visitor
