@@ -25,6 +25,7 @@ def run(args):
 
     from capstone.support.atomic import write_json
     from capstone.data.caption_files import load_captions
+    from capstone.data.shapes_facts import format_rates, scenes_of_sources
     from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model
     from capstone.evaluation.metrics import format_scores
     from capstone.final_model import FinalModel
@@ -49,9 +50,10 @@ def run(args):
     else:
         embeds, fns = read_embeddings(args.embeds, args.fns)
     source = " + ".join(args.captions)
+    scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
     model = FinalModel.load(args.run_dir)
     report = {"model": evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
-                                      source=source)}
+                                      source=source, scenes=scenes)}
     if args.baseline:
         from capstone.data.caption_files import captions_for_fns
         from capstone.encoders.embed import embeddings_paths
@@ -59,10 +61,11 @@ def run(args):
         train_embeds, train_fns = read_embeddings(*embeddings_paths(args.baseline))
         report["nearest_neighbour"] = evaluate_baseline(
             train_embeds, captions_for_fns(train_fns, fn_to_captions, source), embeds, fns, fn_to_captions,
-            source=source)
+            source=source, scenes=scenes)
     name = os.path.basename(os.path.normpath(args.images or args.embeds))
     out = args.out or os.path.join(args.run_dir, f"metrics_{name}{'_beam%d' % args.beam if args.beam else ''}.json")
     write_json(out, {key: value for key, value in report.items()})
     for key, value in report.items():
-        print(f"{key:18s} {format_scores(value['scores'])}")
+        rates = f"  {format_rates(value['fully_true'])}" if "fully_true" in value else ""
+        print(f"{key:18s} {format_scores(value['scores'])}{rates}")
     print(json.dumps(report["model"]["scores"]))
