@@ -26,7 +26,9 @@ def test_demo_writes_a_complete_run_directory_with_good_metrics(demo_run):
     metrics = json.load(open(os.path.join(demo_run, "metrics.json")))
     assert metrics["test_images"] == 60
     greedy, beam, baseline = metrics["greedy"], metrics["beam3"], metrics["nearest_neighbour"]
-    assert set(greedy) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert set(greedy) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "fully_true"}
+    # the share of captions true of their picture, by number of shapes (shapes_facts)
+    assert set(greedy["fully_true"]) <= {"1", "2", "3"} and all(0 <= r <= 1 for r in greedy["fully_true"].values())
     # the trained captioner describes the synthetic scenes well, and better than retrieval
     assert greedy["Bleu_1"] > 0.6 and greedy["CIDEr"] > 1.2
     assert greedy["CIDEr"] > baseline["CIDEr"]

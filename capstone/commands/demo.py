@@ -21,6 +21,7 @@ from capstone.encoders.embed import embed_images, embeddings_paths, read_embeddi
 from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model, plot_examples, read_images
 from capstone.evaluation.metrics import format_scores
 from capstone.data.shapes_dataset import SPLITS, make_shapes_preset
+from capstone.data.shapes_facts import format_rates, load_scenes
 from capstone.support.atomic import remove_stale_temporaries, write_json
 from capstone.support.disk import writing
 from capstone.final_model import FinalModel
@@ -85,10 +86,12 @@ def run_demo(out="runs/demo", quick=False, log=print):
 
     log("4/5 captioning the test split (greedy, beam search, nearest-neighbour baseline)")
     test_embeds, test_fns = splits["test"]
+    scenes = load_scenes(dataset.captions_zip, "test")  # what each test picture holds: are the captions true?
     model = FinalModel.load(out)
-    greedy = evaluate_model(model, test_embeds, test_fns, fn_to_captions)
-    beam = evaluate_model(model, test_embeds, test_fns, fn_to_captions, beam=BEAM_SIZE)
-    baseline = evaluate_baseline(splits["train"][0], captions["train"], test_embeds, test_fns, fn_to_captions)
+    greedy = evaluate_model(model, test_embeds, test_fns, fn_to_captions, scenes=scenes)
+    beam = evaluate_model(model, test_embeds, test_fns, fn_to_captions, beam=BEAM_SIZE, scenes=scenes)
+    baseline = evaluate_baseline(splits["train"][0], captions["train"], test_embeds, test_fns, fn_to_captions,
+                                 scenes=scenes)
     model.close()
 
     log("5/5 examples.png and metrics.json")
@@ -98,9 +101,9 @@ def run_demo(out="runs/demo", quick=False, log=print):
                       [fn_to_captions[fn] for fn in shown], os.path.join(out, "examples.png"), decoder="greedy")
     metrics = {
         "test_images": len(test_fns),
-        "greedy": greedy["scores"],
-        f"beam{BEAM_SIZE}": beam["scores"],
-        "nearest_neighbour": baseline["scores"],
+        "greedy": {**greedy["scores"], "fully_true": greedy["fully_true"]},
+        f"beam{BEAM_SIZE}": {**beam["scores"], "fully_true": beam["fully_true"]},
+        "nearest_neighbour": {**baseline["scores"], "fully_true": baseline["fully_true"]},
         "examples": {fn: {"greedy": greedy["captions"][fn], "beam": beam["captions"][fn],
                           "references": fn_to_captions[fn]} for fn in shown},
         "seconds": round(time.time() - started, 1),
@@ -108,7 +111,7 @@ def run_demo(out="runs/demo", quick=False, log=print):
     with writing(os.path.join(out, "metrics.json"), again):
         write_json(os.path.join(out, "metrics.json"), metrics)
     for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour"):
-        log(f"  {name:18s} {format_scores(metrics[name])}")
+        log(f"  {name:18s} {format_scores(metrics[name])}  {format_rates(metrics[name]['fully_true'])}")
     return metrics
 
 

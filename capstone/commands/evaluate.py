@@ -41,6 +41,7 @@ def run(args):
 
     from capstone.support.atomic import write_json
     from capstone.data.caption_files import load_captions
+    from capstone.data.shapes_facts import format_rates, scenes_of_sources
     from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model
     from capstone.evaluation.metrics import format_scores
     from capstone.final_model import FinalModel
@@ -65,10 +66,11 @@ def run(args):
     else:
         embeds, fns = read_embeddings(args.embeds, args.fns)
     source = " + ".join(args.captions)
+    scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
     model = FinalModel.load(args.run_dir)
     decoder = decoder_name(args.beam)
     report = {decoder: evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
-                                      source=source)}
+                                      source=source, scenes=scenes)}
     if args.baseline:
         from capstone.data.caption_files import captions_for_fns
         from capstone.encoders.embed import embeddings_paths
@@ -76,10 +78,11 @@ def run(args):
         train_embeds, train_fns = read_embeddings(*embeddings_paths(args.baseline))
         report["nearest_neighbour"] = evaluate_baseline(
             train_embeds, captions_for_fns(train_fns, fn_to_captions, source), embeds, fns, fn_to_captions,
-            source=source)
+            source=source, scenes=scenes)
     out = args.out or os.path.join(args.run_dir, f"metrics_{split_name(args.images or args.embeds)}_{decoder}.json")
     write_json(out, report)
     for key, value in report.items():
-        print(f"{key:18s} {format_scores(value['scores'])}")
+        rates = f"  {format_rates(value['fully_true'])}" if "fully_true" in value else ""
+        print(f"{key:18s} {format_scores(value['scores'])}{rates}")
     print(f"metrics and captions: {out}")
     print(json.dumps(report[decoder]["scores"]))  # last line: the model's scores, for scripts

@@ -2,6 +2,7 @@
 
     report = evaluate_model(model, test_embeds, test_fns, fn_to_captions, beam=3)
     report["scores"]    # {"Bleu_1": ..., "Bleu_4": ..., "METEOR": ..., "ROUGE_L": ..., "CIDEr": ...}
+    report["fully_true"]  # with scenes= (shapes data): {"1": 0.9, "2": 0.7, "3": 0.4}, see shapes_facts
 """
 
 import io
@@ -12,6 +13,7 @@ import numpy as np
 
 from capstone.evaluation.baseline import nearest_neighbour_captions
 from capstone.data.caption_files import captions_for_fns
+from capstone.data.shapes_facts import fully_true_rates
 from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
 from capstone.evaluation.metrics import score_captions
@@ -37,19 +39,27 @@ def score_split(fns, references, candidates, use_java=None):
     return score_captions(dict(zip(fns, references)), dict(zip(fns, candidates)), use_java=use_java)
 
 
-def evaluate_model(model, embeds, fns, fn_to_captions, beam=0, max_len=MAX_LEN, source="captions", use_java=None):
-    """Caption ``embeds`` and score them against the references of ``fns``."""
+def _report(fns, references, candidates, use_java, scenes):
+    report = {"scores": score_split(fns, references, candidates, use_java), "captions": dict(zip(fns, candidates))}
+    if scenes is not None:  # shapes data: how many captions are fully true of their picture
+        report["fully_true"] = fully_true_rates(report["captions"], scenes)
+    return report
+
+
+def evaluate_model(model, embeds, fns, fn_to_captions, beam=0, max_len=MAX_LEN, source="captions", use_java=None,
+                   scenes=None):
+    """Caption ``embeds`` and score them against the references of ``fns`` (and the ``scenes``, if given)."""
     references = captions_for_fns(fns, fn_to_captions, source)
     candidates = caption_embeddings(model, embeds, beam=beam, max_len=max_len)
-    return {"scores": score_split(fns, references, candidates, use_java), "captions": dict(zip(fns, candidates))}
+    return _report(fns, references, candidates, use_java, scenes)
 
 
 def evaluate_baseline(train_embeds, train_captions, embeds, fns, fn_to_captions, k=5, source="captions",
-                      use_java=None):
+                      use_java=None, scenes=None):
     """The same report for nearest-neighbour caption retrieval on the same features."""
     references = captions_for_fns(fns, fn_to_captions, source)
     candidates = nearest_neighbour_captions(train_embeds, train_captions, embeds, k=k)
-    return {"scores": score_split(fns, references, candidates, use_java), "captions": dict(zip(fns, candidates))}
+    return _report(fns, references, candidates, use_java, scenes)
 
 
 def read_images(source, fns):
