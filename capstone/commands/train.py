@@ -7,6 +7,7 @@ import sys
 from capstone.commands.common import (ENCODER_BY_EMBED_SIZE, add_config_flags, config_from_args,
                                       load_split)
 from capstone.config import ModelConfig, TrainingConfig
+from capstone.data.caption_files import CAPTION_SOURCES_HELP
 from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
 from capstone.support.run_dir import BEST, SHAPES, record_training_data
@@ -16,8 +17,7 @@ def add_arguments(p):
     p.add_argument("--train-embeds", required=True, help="train_img_embeds.pickle")
     p.add_argument("--train-fns", required=True, help="train_img_fns.pickle")
     p.add_argument("--captions", required=True, action="append",
-                   help="captions: COCO .zip (optionally zip:member.json), COCO .json or image,caption .csv; "
-                        "repeat for separate train/val files")
+                   help=f"captions: {CAPTION_SOURCES_HELP}; repeat for separate train/val files")
     p.add_argument("--val-embeds", help="val_img_embeds.pickle")
     p.add_argument("--val-fns", help="val_img_fns.pickle")
     p.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")

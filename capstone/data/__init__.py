@@ -1,4 +1,4 @@
-"""Data: caption files (COCO zip/JSON, CSV) and the offline shapes dataset.
+"""Data: caption files (COCO zip/JSON, CSV, Flickr8k/30k files, split JSON) and the offline shapes dataset.
 
 May import: ``capstone.errors``, ``capstone.support``, ``capstone.captions``. Nothing above it.
 """

@@ -3,7 +3,9 @@
 * a COCO captions zip, e.g. ``captions_train-val2014.zip`` (every ``captions_*.json`` inside),
   or ``captions_train-val2014.zip:annotations/captions_train2014.json`` for one member;
 * a COCO-format JSON file (``{"images": [...], "annotations": [...]}``);
-* a CSV file with the header ``image,caption`` (the Flickr8k layout).
+* a CSV file with the header ``image,caption`` (the Flickr8k layout);
+* Flickr8k's ``Flickr8k.token.txt``, Flickr30k's ``results.csv`` (``flickr_files``) and the split
+  JSON ``dataset_*.json`` (``split_json``); ``load_split_lists`` returns the split they define.
 """
 
 import collections
@@ -12,6 +14,7 @@ import json
 import os
 import zipfile
 
+from capstone.data import flickr_files, split_json
 from capstone.errors import CapstoneError
 
 
@@ -42,10 +45,14 @@ def _read_json_bytes(raw, where):
         raise CapstoneError(f"{where}: not valid JSON ({error})") from None
 
 
+def _read_json_file(path):
+    with open(path, "rb") as f:
+        return _read_json_bytes(f.read(), path)
+
+
 def load_coco_json(path):
     """Captions from a COCO-format JSON file."""
-    with open(path, "rb") as f:
-        return _coco_json_to_captions(_read_json_bytes(f.read(), path), path)
+    return _coco_json_to_captions(_read_json_file(path), path)
 
 
 def load_coco_zip(zip_fn, zip_json_path=None):
@@ -108,27 +115,69 @@ def load_csv_captions(path):
     return fn_to_captions
 
 
+# What ``--captions SRC`` accepts, for the commands' help.
+CAPTION_SOURCES_HELP = ("COCO .zip (optionally zip:member.json), COCO .json, image,caption .csv, Flickr8k's "
+                        "Flickr8k.token.txt, Flickr30k's results.csv, or a split JSON (Karpathy's dataset_*.json)")
+
+
+def _source_format(source):
+    """``source`` -> (format, path, zip member or None); format: zip, json, csv, results, token."""
+    path, member = source, None
+    if ".zip:" in source:
+        path, member = source.split(".zip:", 1)
+        path += ".zip"
+    if not os.path.exists(path):
+        raise CapstoneError(f"{path}: caption file does not exist")
+    lower = path.lower()
+    if lower.endswith(".zip"):
+        return "zip", path, member
+    if lower.endswith(".json"):
+        return "json", path, None
+    if lower.endswith(".csv"):
+        return ("results" if flickr_files.looks_like_results_csv(path) else "csv"), path, None
+    if lower.endswith(".txt") and flickr_files.looks_like_token_file(path):
+        return "token", path, None
+    if lower.endswith(".txt") and flickr_files.first_line(path).replace(" ", "").lower() == "image,caption":
+        return "csv", path, None  # Kaggle's Flickr8k captions.txt
+    raise CapstoneError(f"{source}: unknown caption format (expected {CAPTION_SOURCES_HELP})")
+
+
 def load_captions(source):
     """Any supported caption source -> {image file name: [caption, ...]}.
 
-    source: ``file.csv``, ``file.json``, ``file.zip`` or ``file.zip:member.json``.
+    source: ``file.csv`` (``image,caption``, or Flickr30k's ``results.csv``), ``file.json`` (COCO, or a
+    split JSON), ``file.zip`` or ``file.zip:member.json``, ``Flickr8k.token.txt``, or Kaggle's
+    Flickr8k ``captions.txt`` (``image,caption``).
     """
-    zip_fn, member = source, None
-    if ".zip:" in source:
-        zip_fn, member = source.split(".zip:", 1)
-        zip_fn += ".zip"
-    if not os.path.exists(zip_fn):
-        raise CapstoneError(f"{zip_fn}: caption file does not exist")
-    lower = zip_fn.lower()
-    if lower.endswith(".zip"):
-        return load_coco_zip(zip_fn, member)
-    if lower.endswith(".json"):
-        return load_coco_json(zip_fn)
-    if lower.endswith(".csv"):
-        return load_csv_captions(zip_fn)
-    raise CapstoneError(
-        f"{source}: unknown caption format (expected .csv 'image,caption', COCO .json, or a COCO .zip)"
-    )
+    kind, path, member = _source_format(source)
+    if kind == "zip":
+        return load_coco_zip(path, member)
+    if kind == "json":
+        data = _read_json_file(path)
+        if split_json.is_split_json(data):
+            return split_json.split_json_captions(data, path)
+        return _coco_json_to_captions(data, path)
+    if kind == "results":
+        return flickr_files.load_flickr30k_results(path)
+    if kind == "token":
+        return flickr_files.load_flickr8k_tokens(path)
+    return load_csv_captions(path)
+
+
+def load_split_lists(source):
+    """The split a caption source defines -> {"train": [...], "val": [...], "test": [...]}, or None.
+
+    Flickr8k's token file: its three ``Flickr_8k.*Images.txt`` lists beside it (dev -> val), None
+    when they are absent. A split JSON: each image's ``split``, with "restval" put into train (as
+    papers train on it). COCO, ``image,caption`` CSV and results.csv define no split: None.
+    """
+    kind, path, _ = _source_format(source)
+    if kind == "json":
+        data = _read_json_file(path)
+        return split_json.split_json_lists(data, path) if split_json.is_split_json(data) else None
+    if kind == "token":
+        return flickr_files.flickr8k_split_lists(path, flickr_files.load_flickr8k_tokens(path))
+    return None
 
 
 def captions_for_fns(fns, fn_to_captions, source="captions"):
