@@ -33,6 +33,15 @@ def test_demo_writes_a_complete_run_directory_with_good_metrics(demo_run):
     assert greedy["Bleu_1"] > 0.6 and greedy["CIDEr"] > 1.2
     assert greedy["CIDEr"] > baseline["CIDEr"]
     assert beam["CIDEr"] > baseline["CIDEr"]
+    # both decoders side by side, on the same data (demo --decoder both, the default)
+    for name in ("show_and_tell", "attention"):
+        assert set(metrics[name]) == set(greedy) | {"beam3"} and metrics[name]["CIDEr"] > baseline["CIDEr"], name
+        assert set(metrics[name]["fully_true"]) == set(greedy["fully_true"])
+    assert metrics["show_and_tell"]["CIDEr"] == greedy["CIDEr"]  # the top-level entries stay the course decoder's
+    attention_config = json.load(open(os.path.join(demo_run, "attention", "config.json")))
+    assert attention_config["model"]["decoder"] == "attention"
+    assert os.path.getsize(os.path.join(demo_run, "attention.png")) > 10_000
+    assert os.path.getsize(os.path.join(demo_run, "data", "test_img_features.npy")) == 128 + 60 * 7 * 7 * 1280 * 2
     config = json.load(open(os.path.join(demo_run, "config.json")))
     assert config["encoder"] == "efficientnet_lite0" and config["model"]["img_embed_size"] == 1280
     assert config["data"] == {"source": "shapes", "captions": [os.path.join(demo_run, "data", "captions_shapes.zip")],
