@@ -54,7 +54,8 @@ def decode_image_from_buf(buf, name="image", max_pixels=MAX_PIXELS):
 def check_image_pixels(data, name, max_pixels):
     """Refuse a picture whose header claims more than ``max_pixels``, before it is decoded.
 
-    Pillow reads only the header here; bytes it does not recognise are left to OpenCV.
+    Pillow reads only the header here. Returns (width, height), or None for bytes it does not
+    recognise (left to OpenCV, or refused by the caller).
     """
     try:
         with Image.open(io.BytesIO(data)) as picture:
@@ -62,9 +63,10 @@ def check_image_pixels(data, name, max_pixels):
     except Image.DecompressionBombError:  # Pillow's own limit (~179 million pixels) came first
         raise CapstoneError(f"{name}: more than the limit of {max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return
+        return None
     if width * height > max_pixels:
         raise CapstoneError(f"{name}: {width} x {height} is more than the limit of {max_pixels:,} pixels")
+    return width, height
 
 
 def _is_truncated_jpeg(data):

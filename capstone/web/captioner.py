@@ -7,7 +7,6 @@ from many threads at once (nothing changes after loading; a Session runs concurr
 import contextlib
 import glob
 import hashlib
-import io
 import json
 import os
 import threading
@@ -15,12 +14,12 @@ import threading
 import cv2
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib; used for headers only
 
 from capstone.captions import START
 from capstone.encoders.images import image_for_model
 from capstone.errors import CapstoneError
 from capstone.support import run_dir as runs
+from utils.images import check_image_pixels
 
 MEGABYTE = 2 ** 20
 DEFAULT_MAX_UPLOAD_BYTES = 10 * MEGABYTE  # an upload or a fetched image larger than this is refused (413)
@@ -46,16 +45,13 @@ MAX_RESULTS = 100
 
 def check_image_header(buf, name, max_pixels):
     """Refuse bytes that are not an image, or whose header claims more than ``max_pixels``,
-    before anything allocates the decoded picture. Pillow reads only the header here."""
+    before anything allocates the decoded picture (``utils.check_image_pixels`` reads the header)."""
     try:
-        with Image.open(io.BytesIO(buf)) as picture:
-            width, height = picture.size
-    except Image.DecompressionBombError:  # Pillow's own limit (~179 million pixels) came first
-        raise TooManyPixels(f"{name}: more than the limit of {max_pixels:,} pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise CapstoneError(f"{name}: not an image (expected a JPEG, PNG, BMP or WebP file)") from None
-    if width * height > max_pixels:
-        raise TooManyPixels(f"{name}: {width} x {height} is more than the limit of {max_pixels:,} pixels")
+        size = check_image_pixels(buf, name, max_pixels)
+    except CapstoneError as error:
+        raise TooManyPixels(str(error)) from None
+    if size is None:
+        raise CapstoneError(f"{name}: not an image (expected a JPEG, PNG, BMP or WebP file)")
 
 
 class Captioner:
