@@ -162,3 +162,22 @@ def test_course_example_functions_caption_and_save_a_figure(demo_run, tmp_path):
     with zipfile.ZipFile(os.path.join(data, "shapes_val.zip")) as zf:
         raw = zf.read(sorted(n for n in zf.namelist() if n.endswith(".jpg"))[2])
     assert apply_model_to_image_raw_bytes(model, raw, str(tmp_path / "again.png")) == caption
+
+
+def test_evaluate_and_caption_an_attention_run(demo_run, tmp_path, capsys):
+    """The demo's attention decoder scored from its feature grids and from the images, with the baseline."""
+    data = os.path.join(demo_run, "data")
+    run = os.path.join(demo_run, "attention")
+    common = ["--captions", os.path.join(data, "captions_shapes.zip"), "--baseline", os.path.join(data, "train")]
+    assert main(["evaluate", run, "--embeds", os.path.join(data, "test_img_features.npy"),
+                 "--fns", os.path.join(data, "test_img_fns.pickle"), *common]) == 0
+    from_grids = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.load(open(os.path.join(run, "metrics_test_greedy.json")))
+    assert set(saved) == {"greedy", "nearest_neighbour"} and "fully_true" in saved["greedy"]
+    metrics = json.load(open(os.path.join(demo_run, "metrics.json")))
+    assert from_grids["CIDEr"] == pytest.approx(metrics["attention"]["CIDEr"], abs=1e-6)  # the demo's own number
+    assert saved["nearest_neighbour"]["scores"]["CIDEr"] == pytest.approx(metrics["nearest_neighbour"]["CIDEr"],
+                                                                           abs=1e-6)
+    assert main(["evaluate", run, "--images", os.path.join(data, "shapes_test.zip"), *common[:2]]) == 0
+    from_images = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert from_images["CIDEr"] == pytest.approx(from_grids["CIDEr"], abs=0.05)  # the same images, embedded again

@@ -185,7 +185,7 @@ def test_validation_loss_thresholds_follow_the_data(tmp_path):
     run = fake_run(tmp_path / "run", [2.9])  # 5 tokens: shapes-sized, 2.9 fails there
     assert not Grader().grade_run(run).passed
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    config["data"] = "flickr8k"  # the optional field another tool records
+    config["data"] = {"source": "captions", "captions": ["/data/flickr8k/captions.csv"], "images": 6000}  # train's record
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     result = Grader().grade_run(run)
     assert result.passed and result.expected == "< 3.3 (flickr8k)", result

@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from capstone.encoders.embed import read_embeddings
 from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
@@ -25,10 +27,23 @@ def split_name(path):
     """The split's name from its images or embeddings path:
     runs/flickr/all_test_img_embeds.pickle -> all_test;  data/shapes_test.zip -> shapes_test;  photos/ -> photos"""
     name = os.path.basename(os.path.normpath(path))
-    for suffix in ("_img_embeds.pickle", "_img_fns.pickle", ".pickle", ".zip"):
+    for suffix in ("_img_embeds.pickle", "_img_features.npy", "_img_fns.pickle", ".pickle", ".npy", ".zip"):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[:-len(suffix)]
     return name
+
+
+def embed_for(run, images):
+    """The images as the run's decoder reads them: pooled embeddings, or (attention) feature grids."""
+    if run.model_config.decoder != "attention":
+        from capstone.encoders.embed import embed_images
+        return embed_images(images, run.encoder)
+    import tempfile
+
+    from capstone.encoders.spatial import embed_spatial, features_path, read_features
+    with tempfile.TemporaryDirectory(prefix="capstone-evaluate-") as tmp:
+        _, fns = embed_spatial(images, run.encoder, os.path.join(tmp, "images"))
+        return np.array(read_features(features_path(os.path.join(tmp, "images")), len(fns))), fns
 
 
 def decoder_name(beam):
@@ -55,16 +70,17 @@ def run(args):
     for source in args.captions:
         fn_to_captions.update(load_captions(source))
     run = load_run(args.run_dir)
+    attends = run.model_config.decoder == "attention"
     if args.images:
-        from capstone.encoders.embed import embed_images
-
         if not run.encoder:
             raise CapstoneError(f"{args.run_dir}: config.json names no encoder; use --embeds/--fns")
         if not os.path.exists(args.images):
             raise CapstoneError(f"{args.images}: no such zip file or folder")
-        embeds, fns = embed_images(args.images, run.encoder)
+        embeds, fns = embed_for(run, args.images)
     else:
         embeds, fns = read_embeddings(args.embeds, args.fns)
+    embeds = np.asarray(embeds, np.float32)
+    pooled = embeds.mean(axis=(1, 2)) if attends and embeds.ndim == 4 else embeds  # what the baseline compares
     source = " + ".join(args.captions)
     scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
     model = FinalModel.load(args.run_dir)
@@ -77,7 +93,7 @@ def run(args):
 
         train_embeds, train_fns = read_embeddings(*embeddings_paths(args.baseline))
         report["nearest_neighbour"] = evaluate_baseline(
-            train_embeds, captions_for_fns(train_fns, fn_to_captions, source), embeds, fns, fn_to_captions,
+            train_embeds, captions_for_fns(train_fns, fn_to_captions, source), pooled, fns, fn_to_captions,
             source=source, scenes=scenes)
     out = args.out or os.path.join(args.run_dir, f"metrics_{split_name(args.images or args.embeds)}_{decoder}.json")
     write_json(out, report)

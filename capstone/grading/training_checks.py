@@ -6,9 +6,7 @@ tensor (the cross-entropy is taken in numpy from the decoder's flat_token_logits
 """
 
 import copy
-import json
 import math
-import os
 
 import numpy as np
 
@@ -56,10 +54,10 @@ def run_data(run_dir):
     from capstone.support import run_dir as runs
 
     run = runs.load_run(run_dir)
-    with open(os.path.join(run_dir, runs.CONFIG), encoding="utf-8") as f:
-        recorded = json.load(f).get("data")
-    if isinstance(recorded, dict):  # {"name": ..., ...} or a plain string
-        recorded = recorded.get("name")
+    recorded = None
+    if run.data:  # {"source": "shapes" or "captions", "captions": [files], "images": N} (capstone.support.run_dir)
+        recorded = run.data.get("source") if run.data.get("source") == runs.SHAPES else \
+            " ".join(str(path) for path in run.data.get("captions", []))  # e.g. .../flickr8k/captions.csv
     return infer_data(len(run.vocab), run.encoder, recorded)
 
 
