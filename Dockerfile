@@ -12,7 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
 
-# Java runs pycocoevalcap's PTB tokenizer and METEOR (see capstone/evaluation.py);
+# Java runs pycocoevalcap's PTB tokenizer and METEOR (see capstone/evaluation/metrics.py);
 # the man directory is missing from slim images and the JRE's installer expects it.
 RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \

@@ -136,10 +136,6 @@ class FixedBatches:
         return (generate_batch(*self.args, rng) for _ in range(self.n_batches))
 
 
-def fixed_batches(decoder, embeds, indexed_captions, training_config, n_batches):
-    return FixedBatches(decoder, embeds, indexed_captions, training_config, n_batches)
-
-
 def mean_loss(session, decoder, feeds):
     """The mean cross-entropy per token over ``feeds`` (without the attention decoder's penalty)."""
     loss = getattr(decoder, "cross_entropy", decoder.loss)
@@ -253,7 +249,7 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
     val_feeds = []
     if has_val:
         val_indexed = caption_tokens_to_indices(val_captions, run.vocab)
-        val_feeds = fixed_batches(g.decoder, val_embeds, val_indexed, config, config.n_validation_batches)
+        val_feeds = FixedBatches(g.decoder, val_embeds, val_indexed, config, config.n_validation_batches)
     # The v1 Saver and FileWriter refuse to work in eager mode, so the loop runs inside the graph.
     with g.graph.as_default():
         return _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed,

@@ -9,7 +9,7 @@ phone. So the models hold only what is arithmetic, three signatures in one ``.tf
     init    img_embeds [B, IMG_EMBED]                       -> c, h [B, LSTM_UNITS]
     step    word [B] int32, c, h                            -> probs [B, vocab], c, h
 
-and ``TFLiteCaptioner`` runs the greedy loop in numpy, exactly as ``FinalModel.sample_tokens_stepwise``
+and ``TFLiteCaptioner`` runs the greedy loop in numpy, exactly as the Python oracle in tests/decoding_oracle.py
 (banned tokens zeroed, argmax, stop at #END# or max_len). One ``step`` call per word for the whole
 batch costs microseconds in LiteRT (no Session overhead), so the loop on the host is cheap.
 

@@ -7,7 +7,8 @@ captioned in one call, with the state staying inside TensorFlow. This is the onl
 of the package; tests/decoding_oracle.py keeps plain Python loops over ``FinalModel.one_step`` that
 the tests check these against (same greedy tokens, same beams).
 
-Every loop calls ``next_word_probs``, the very step ``FinalModel.one_step`` runs. Words in
+Every loop calls a step function (``show_and_tell_step``, or the attention decoder's
+``attention_step_for``), the very step ``FinalModel.one_step`` runs. Words in
 ``banned`` (PAD, UNK, START) are never chosen: a caption never says "#UNK#", and never drops one.
 """
 
