@@ -136,10 +136,15 @@ class FixedBatches:
         return (generate_batch(*self.args, rng) for _ in range(self.n_batches))
 
 
+def token_loss(decoder):
+    """The cross-entropy per token, what training reports and validation compares: ``loss`` itself,
+    except for the attention decoder, which minimises it plus its attention penalty."""
+    return getattr(decoder, "cross_entropy", decoder.loss)
+
+
 def mean_loss(session, decoder, feeds):
-    """The mean cross-entropy per token over ``feeds`` (without the attention decoder's penalty)."""
-    loss = getattr(decoder, "cross_entropy", decoder.loss)
-    return float(np.mean([session.run(loss, feed) for feed in feeds]))
+    """The mean cross-entropy per token over ``feeds``."""
+    return float(np.mean([session.run(token_loss(decoder), feed) for feed in feeds]))
 
 
 def prepare_run(run_dir, train_captions, model_config, training_config, encoder):
@@ -291,8 +296,7 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
     _write_summaries(run_dir, writer, recovered, _then(start_epoch))
 
-    # the cross-entropy per token (the attention decoder minimises it plus its attention penalty)
-    reported_loss = getattr(g.decoder, "cross_entropy", g.decoder.loss)
+    reported_loss = token_loss(g.decoder)
     for epoch in range(start_epoch, config.n_epochs):
         if config.patience and _epochs_without_improvement(history) >= config.patience:
             log(f"early stopping: no better validation loss in {config.patience} epochs")
