@@ -22,6 +22,7 @@ from capstone.support.disk import writing
 from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
 from capstone.attention import AttentionDecoder
 from capstone.config import ModelConfig, TrainingConfig
+from capstone.data.holdout import Rows
 from capstone.decoder import Decoder
 from capstone.fast import FastDecoder
 from capstone.errors import CapstoneError
@@ -51,7 +52,7 @@ def check_embeddings_and_captions(embeds, captions, what):
     embeds: pooled embeddings [images, D], or spatial features [images, G, G, D] (a memory map
     stays one: only the rows of each batch are ever read).
     """
-    if not isinstance(embeds, np.memmap):
+    if not isinstance(embeds, (np.memmap, Rows)):
         embeds = np.asarray(embeds)
     if embeds.ndim not in (2, 4):
         raise CapstoneError(f"{what} embeddings: expected [images, features] or spatial features "
@@ -83,6 +84,7 @@ class TrainingGraph:
     graph: tf.Graph
     decoder: FastDecoder        # or the course's Decoder (train(fast=False)): the same placeholders and loss
     train_op: tf.Operation
+    learning_rate: tf.Tensor    # Adam's step size, fed each epoch (learning_rate_for); the config's rate by default
     epoch: tf.Variable          # epochs finished, saved in the checkpoint so resume knows where it is
     next_epoch: tf.Tensor       # placeholder for the value assigned to epoch
     set_epoch: tf.Operation
@@ -99,11 +101,13 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
         else:
             decoder = (FastDecoder if fast else Decoder)(len(vocab), vocab[PAD], model_config)
         global_step = v1.train.get_or_create_global_step()
-        train_op = v1.train.AdamOptimizer(training_config.learning_rate).minimize(decoder.loss, global_step=global_step)
+        learning_rate = v1.placeholder_with_default(np.float32(training_config.learning_rate), [], "learning_rate")
+        train_op = v1.train.AdamOptimizer(learning_rate).minimize(decoder.loss, global_step=global_step)
         epoch = v1.get_variable("epoch", [], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
         next_epoch = v1.placeholder(tf.int64, [], name="next_epoch")
         return TrainingGraph(
-            graph=graph, decoder=decoder, train_op=train_op, epoch=epoch, next_epoch=next_epoch,
+            graph=graph, decoder=decoder, train_op=train_op, learning_rate=learning_rate, epoch=epoch,
+            next_epoch=next_epoch,
             set_epoch=epoch.assign(next_epoch), init=v1.global_variables_initializer(),
             saver=v1.train.Saver(max_to_keep=None),  # keeps nothing itself: capstone.support.checkpoints prunes
         )
@@ -134,6 +138,19 @@ class FixedBatches:
     def __iter__(self):
         rng = np.random.default_rng([self.seed, 999_999])
         return (generate_batch(*self.args, rng) for _ in range(self.n_batches))
+
+
+def learning_rate_for(history, config):
+    """Adam's step size for the next epoch: the configured rate, times ``lr_decay`` for each epoch so far
+    whose validation loss was no new best. A function of the history alone, so a resumed run continues
+    the schedule exactly; without validation data the rate stays constant."""
+    best, stalls = math.inf, 0
+    for record in history:
+        if record.get("val_loss") is None:
+            continue
+        stalls += record["val_loss"] >= best
+        best = min(best, record["val_loss"])
+    return config.learning_rate * config.lr_decay ** stalls
 
 
 def token_loss(decoder):
@@ -302,12 +319,14 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
             log(f"early stopping: no better validation loss in {config.patience} epochs")
             break
         rng = np.random.default_rng([config.seed, epoch])
+        rate = learning_rate_for(history, config)
         started, losses = time.time(), []
         bar = tqdm(range(config.n_batches_per_epoch), desc=f"epoch {epoch + 1}/{config.n_epochs}",
                    disable=not progress, leave=False, mininterval=1.0)
         for batch in bar:
             feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng)
             feed.update(dropout_feed(g.decoder, model_config, config, epoch * config.n_batches_per_epoch + batch))
+            feed[g.learning_rate] = rate
             _, loss = session.run([g.train_op, reported_loss], feed)
             losses.append(float(loss))
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}", refresh=False)  # redrawn at mininterval
@@ -315,7 +334,7 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         seconds = time.time() - started
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                   "val_loss": mean_loss(session, g.decoder, val_feeds) if has_val else None,
-                  "seconds": round(seconds, 2), "batches": len(losses)}
+                  "seconds": round(seconds, 2), "batches": len(losses), "learning_rate": rate}
 
         # The checkpoint directory (with this record inside) first: from then on the epoch is done,
         # and best/, history.json, loss.png follow from it, again after a kill (checkpoints.recover).

@@ -8,6 +8,7 @@ from capstone.commands.common import (ENCODER_BY_EMBED_SIZE, add_config_flags, c
                                       load_split)
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.data.caption_files import CAPTION_SOURCES_HELP
+from capstone.data.holdout import HOLDOUT_MAX, HOLDOUT_SHARE, hold_out, holdout_size
 from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
 from capstone.support.run_dir import BEST, SHAPES, record_training_data
@@ -27,6 +28,10 @@ def add_arguments(p):
     p.add_argument("--batches-per-epoch", dest="n_batches_per_epoch", type=int, help="default 1000")
     add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch"))
     add_config_flags(p, ModelConfig, skip=("img_embed_size",))
+    p.add_argument("--holdout", type=float, default=HOLDOUT_SHARE,
+                   help=f"without --val-embeds: share of the training images held out for validation, early "
+                        f"stopping and the learning-rate schedule (default {HOLDOUT_SHARE}, at most {HOLDOUT_MAX} "
+                        f"images; 0: train on all, never stop early)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -37,8 +42,20 @@ def run(args):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
     val_embeds = val_captions = None
+    training_config = config_from_args(TrainingConfig, args)
+    held_out = 0
     if args.val_embeds:
         val_embeds, val_captions = load_split(args.val_embeds, args.val_fns, args.captions)
+    elif not 0 <= args.holdout < 1:
+        raise CapstoneError(f"--holdout: expected a share of the training images in [0, 1), got {args.holdout}")
+    else:
+        held_out = holdout_size(len(train_embeds), args.holdout)
+        if held_out:
+            train_embeds, train_captions, val_embeds, val_captions = hold_out(
+                train_embeds, train_captions, held_out, training_config.seed)
+            print(f"no validation data given: holding out {held_out} of {held_out + len(train_embeds)} training "
+                  f"images (seed {training_config.seed}) to stop early and lower the learning rate; "
+                  f"--holdout 0 trains on all of them", file=sys.stderr)
     encoder = ENCODER_BY_EMBED_SIZE.get(train_embeds.shape[1]) if args.encoder == "auto" else args.encoder
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model_config = None
@@ -46,11 +63,11 @@ def run(args):
         model_config = config_from_args(ModelConfig, args)
     history = training.train(
         args.out, train_embeds, train_captions, val_embeds, val_captions,
-        model_config=model_config, training_config=config_from_args(TrainingConfig, args),
+        model_config=model_config, training_config=training_config,
         encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
     source = SHAPES if any(CAPTIONS_ZIP_NAME in path for path in args.captions) else "captions"
     record_training_data(args.out, source, [os.path.abspath(path) for path in args.captions],
-                         images=len(train_embeds))
+                         images=len(train_embeds), held_out=held_out)
     if history:
         last, best = history[-1], training.best_epoch(history)
         print(f"{args.out}: {len(history)} epochs, last train loss {last['train_loss']:.3f}"
