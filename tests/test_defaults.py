@@ -111,3 +111,17 @@ def test_a_holdout_share_outside_0_1_is_refused(tmp_path, capsys, share):
     _, data = _write_data(tmp_path)
     assert main(["train", *data, "--out", str(tmp_path / "run"), "--holdout", share]) == 2
     assert f"--holdout: expected a share of the training images in [0, 1), got {float(share)}" in capsys.readouterr().err
+
+
+def test_the_same_command_again_resumes_with_the_runs_own_settings(tmp_path):
+    """Resuming takes the run's saved settings, not today's defaults; only a flag given changes one."""
+    _, data = _write_data(tmp_path)
+    run = str(tmp_path / "run")
+    common = ["train", *data, "--out", run, "--batches-per-epoch", "5", "--batch-size", "16", "--min-count", "1",
+              "--quiet", *SMALL]
+    assert main([*common, "--epochs", "1", "--patience", "0", "--lr-decay", "1", "--learning-rate", "0.01"]) == 0
+    assert main([*common, "--epochs", "2"]) == 0
+    training = json.load(open(os.path.join(run, "config.json")))["training"]
+    assert (training["patience"], training["lr_decay"], training["learning_rate"], training["n_epochs"]) == (
+        0, 1.0, 0.01, 2)
+    assert [h["learning_rate"] for h in json.load(open(os.path.join(run, "history.json")))] == [0.01, 0.01]

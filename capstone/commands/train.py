@@ -11,6 +11,7 @@ from capstone.data.caption_files import CAPTION_SOURCES_HELP
 from capstone.data.holdout import HOLDOUT_MAX, HOLDOUT_SHARE, hold_out, holdout_size
 from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
+from capstone.support import run_dir as runs
 from capstone.support.run_dir import BEST, SHAPES, record_training_data
 
 
@@ -43,6 +44,10 @@ def run(args):
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
     val_embeds = val_captions = None
     training_config = config_from_args(TrainingConfig, args)
+    if runs.is_run_dir(args.out):  # resuming: the run's own settings, changed only where a flag says so
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)
+                 if getattr(args, f.name, None) is not None}
+        training_config = dataclasses.replace(runs.load_run(args.out).training_config, **given)
     held_out = 0
     if args.val_embeds:
         val_embeds, val_captions = load_split(args.val_embeds, args.val_fns, args.captions)
