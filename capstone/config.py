@@ -39,15 +39,18 @@ class TrainingConfig:
     min_count: int = 5                # a word enters the vocabulary after this many occurrences
     patience: int = 0                 # stop after this many epochs without a better val loss (0 = never)
     seed: int = 42                    # one seed for weights, batches and validation batches
+    precision: str = "float32"        # matmuls in "float32" or "bfloat16" (float32 accumulation, variables and loss)
 
 
 DECODERS = ("show_and_tell", "attention")
+PRECISIONS = ("float32", "bfloat16")  # what a graph computes its matmuls in (capstone.support.precision)
 
 
 def config_from_dict(cls, values, where):
     """Build a config from a dict, naming unknown keys instead of ignoring them.
 
-    Keys added later (``decoder``, ...) take their defaults, so old run directories still load.
+    Keys added later (``decoder``, ``precision``, ...) take their defaults, so old run directories still load
+    (an old run trained in float32).
     """
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -56,6 +59,8 @@ def config_from_dict(cls, values, where):
     config = cls(**values)
     if getattr(config, "decoder", DECODERS[0]) not in DECODERS:
         raise CapstoneError(f"{where}: unknown decoder {config.decoder!r}; known: {', '.join(DECODERS)}")
+    if getattr(config, "precision", PRECISIONS[0]) not in PRECISIONS:
+        raise CapstoneError(f"{where}: unknown precision {config.precision!r}; known: {', '.join(PRECISIONS)}")
     return config
 
 

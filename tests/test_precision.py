@@ -1,0 +1,128 @@
+"""--precision: what auto picks, what a bfloat16 graph holds, and that training in it learns the same.
+
+This machine may or may not multiply bfloat16 natively; the detection is forced either way here,
+and graphs are built with an explicit precision (TensorFlow emulates bfloat16 where the CPU lacks
+it: slow, but the same numbers), so every test runs everywhere.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from capstone.captions import caption_tokens_to_indices, generate_vocabulary
+from capstone.config import ModelConfig, TrainingConfig
+from capstone.errors import CapstoneError
+from capstone.support import precision, run_dir as runs
+from capstone.support.tf_session import make_session
+from capstone.training import build_training_graph, generate_batch
+from synthetic import make_problem
+
+v1 = tf.compat.v1
+SMALL = ModelConfig(img_embed_size=32, img_embed_bottleneck=32, word_embed_size=32, lstm_units=64, logit_bottleneck=32)
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.fixture
+def no_bfloat16(monkeypatch):
+    """A machine without native bfloat16, whatever this one has."""
+    monkeypatch.setenv(precision.DISABLE_VARIABLE, "1")
+
+
+@pytest.fixture
+def has_bfloat16(monkeypatch):
+    monkeypatch.delenv(precision.DISABLE_VARIABLE, raising=False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\nbugs\t\t: none\n")
+    assert precision.cpu_flags(str(cpuinfo)) == {"fpu", "sse", "avx512f", "avx512_bf16", "amx_tile"}
+    assert precision.cpu_flags(str(tmp_path / "absent")) == set()
+
+
+def test_auto_follows_the_hardware(has_bfloat16):
+    assert precision.bfloat16_hardware() == "CPU: avx512_bf16"
+    assert precision.resolve("auto") == "bfloat16"
+    assert precision.resolve("bfloat16") == "bfloat16"
+    assert precision.resolve("float32") == "float32"
+
+
+def test_without_the_hardware_auto_is_float32_and_bfloat16_an_error(no_bfloat16):
+    assert precision.bfloat16_hardware() is None
+    assert precision.resolve("auto") == "float32"
+    with pytest.raises(CapstoneError, match=r"--precision bfloat16: this machine has no native bfloat16.*"
+                                            r"avx512_bf16.*Use --precision float32 or auto"):
+        precision.resolve("bfloat16")
+    with pytest.raises(CapstoneError, match="--precision: expected one of auto, float32, bfloat16, got 'half'"):
+        precision.resolve("half")
+
+
+def bfloat16_ops(graph):
+    """Names of the ops of ``graph`` that read or make a bfloat16 tensor."""
+    return sorted(op.name for op in graph.get_operations()
+                  if any(t.dtype == tf.bfloat16 for t in list(op.inputs) + list(op.outputs)))
+
+
+def small_problem():
+    (embeds, captions, _), _ = make_problem(n_train=300, embed_size=SMALL.img_embed_size)
+    vocab = generate_vocabulary(captions, min_count=1)
+    return embeds, caption_tokens_to_indices(captions, vocab), vocab
+
+
+@pytest.mark.parametrize("decoder", ["show_and_tell", "attention"])
+def test_auto_without_bfloat16_builds_a_pure_float32_graph(no_bfloat16, decoder):
+    vocab = {"#PAD#": 0, "#UNK#": 1, "#START#": 2, "#END#": 3, "a": 4}
+    model = ModelConfig(**{**SMALL.__dict__, "decoder": decoder})
+    plain = build_training_graph(vocab, model, TrainingConfig(precision=precision.resolve("auto")))
+    assert bfloat16_ops(plain.graph) == []
+    # The check sees bfloat16 where there is some: the same graph built in bfloat16 has its matmuls there.
+    mixed = build_training_graph(vocab, model, TrainingConfig(precision="bfloat16"))
+    assert any("MatMul" in name for name in bfloat16_ops(mixed.graph))
+    # ... and nothing else changes type: every variable, Adam's moments included, is float32.
+    assert {v.dtype.base_dtype for v in mixed.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)} <= \
+        {tf.float32, tf.int64}
+    assert mixed.decoder.loss.dtype == tf.float32
+
+
+def train_steps(vocab, indexed, embeds, config, steps, checkpoint=None):
+    """Losses of ``steps`` Adam steps on the same seeded batches; saves the weights to ``checkpoint``."""
+    g = build_training_graph(vocab, SMALL, config)
+    session = make_session(g.graph)
+    session.run(g.init)
+    rng = np.random.default_rng(0)
+    losses = [session.run([g.train_op, g.decoder.loss], generate_batch(g.decoder, embeds, indexed, 32, 20, rng))[1]
+              for _ in range(steps)]
+    if checkpoint:
+        with g.graph.as_default():  # the v1 Saver works in graph mode only
+            g.saver.save(session, checkpoint, write_meta_graph=False)
+    session.close()
+    return np.array(losses)
+
+
+def test_training_in_bfloat16_ends_within_one_percent_of_float32(tmp_path):
+    embeds, indexed, vocab = small_problem()
+    losses = {name: train_steps(vocab, indexed, embeds, TrainingConfig(precision=name, seed=3), 150,
+                                str(tmp_path / name / "model"))
+              for name in precision.PRECISIONS}
+    end = {name: losses[name][-20:].mean() for name in losses}  # the same 20 last batches
+    assert end["float32"] < 0.6 * losses["float32"][0]           # it did learn
+    assert abs(end["bfloat16"] - end["float32"]) < 0.01 * end["float32"]
+    # Checkpoints are float32 either way: the bfloat16 run's loads into a float32 graph and back.
+    reader = tf.train.load_checkpoint(str(tmp_path / "bfloat16" / "model"))
+    assert set(reader.get_variable_to_dtype_map().values()) <= {tf.float32, tf.int64}
+
+
+def test_old_runs_were_float32():
+    run = runs.load_run(os.path.join(FIXTURES, "run_v1"))
+    assert run.training_config.precision == "float32"
+
+
+def test_a_recorded_precision_is_checked(tmp_path):
+    from capstone.config import config_from_dict
+
+    assert config_from_dict(TrainingConfig, {"precision": "bfloat16"}, "x").precision == "bfloat16"
+    with pytest.raises(CapstoneError, match="x: unknown precision 'float16'; known: float32, bfloat16"):
+        config_from_dict(TrainingConfig, {"precision": "float16"}, "x")
