@@ -126,3 +126,44 @@ def test_a_recorded_precision_is_checked(tmp_path):
     assert config_from_dict(TrainingConfig, {"precision": "bfloat16"}, "x").precision == "bfloat16"
     with pytest.raises(CapstoneError, match="x: unknown precision 'float16'; known: float32, bfloat16"):
         config_from_dict(TrainingConfig, {"precision": "float16"}, "x")
+
+
+def write_problem(tmp_path):
+    """Pickles + captions.csv of the small problem; returns the train command's input flags."""
+    import csv
+
+    from utils import save_pickle
+
+    (embeds, captions, _), _ = make_problem(n_train=100, embed_size=SMALL.img_embed_size)
+    fns = [f"train_{i:04d}.jpg" for i in range(len(embeds))]
+    save_pickle(embeds, str(tmp_path / "train_img_embeds.pickle"))
+    save_pickle(fns, str(tmp_path / "train_img_fns.pickle"))
+    with open(tmp_path / "captions.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption")] + [(fn, c) for fn, caps in zip(fns, captions) for c in caps])
+    return ["--train-embeds", str(tmp_path / "train_img_embeds.pickle"),
+            "--train-fns", str(tmp_path / "train_img_fns.pickle"), "--captions", str(tmp_path / "captions.csv"),
+            "--epochs", "1", "--batches-per-epoch", "5", "--batch-size", "16", "--min-count", "1", "--quiet",
+            "--img-embed-bottleneck", "16", "--word-embed-size", "16", "--lstm-units", "16", "--logit-bottleneck", "16"]
+
+
+def test_train_records_the_precision_and_its_checkpoint_captions_in_the_other(tmp_path, capsys, monkeypatch):
+    from capstone.__main__ import main
+
+    flags = write_problem(tmp_path)
+    monkeypatch.setenv(precision.DISABLE_VARIABLE, "1")
+    assert main(["train", *flags, "--out", str(tmp_path / "auto")]) == 0
+    capsys.readouterr()
+    assert runs.load_run(str(tmp_path / "auto")).training_config.precision == "float32"
+    code = main(["train", *flags, "--out", str(tmp_path / "refused"), "--precision", "bfloat16"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --precision bfloat16: this machine has no native bfloat16")
+    assert len(err.strip().splitlines()) == 1 and not os.path.exists(tmp_path / "refused")
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.delenv(precision.DISABLE_VARIABLE)
+    assert main(["train", *flags, "--out", str(tmp_path / "bf16")]) == 0          # auto, on bfloat16 hardware
+    assert runs.load_run(str(tmp_path / "bf16")).training_config.precision == "bfloat16"
+    capsys.readouterr()
+    embeds = ["--embeds", str(tmp_path / "train_img_embeds.pickle"), "--fns", str(tmp_path / "train_img_fns.pickle")]
+    assert main(["caption", str(tmp_path / "bf16"), *embeds, "--precision", "float32"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 100

@@ -10,6 +10,7 @@ from capstone.config import ModelConfig, TrainingConfig
 from capstone.data.caption_files import CAPTION_SOURCES_HELP
 from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
+from capstone.support import precision
 from capstone.support.run_dir import BEST, SHAPES, record_training_data
 
 
@@ -25,7 +26,8 @@ def add_arguments(p):
                    help="encoder that made the embeddings (auto: by size, 2048 inception_v3, 1280 efficientnet_lite0)")
     p.add_argument("--epochs", dest="n_epochs", type=int, help="default 12")
     p.add_argument("--batches-per-epoch", dest="n_batches_per_epoch", type=int, help="default 1000")
-    add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch"))
+    add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch", "precision"))
+    precision.add_precision_argument(p)  # recorded in config.json as float32 or bfloat16
     add_config_flags(p, ModelConfig, skip=("img_embed_size",))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -35,6 +37,7 @@ def run(args):
 
     if bool(args.val_embeds) != bool(args.val_fns):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
+    args.precision = precision.resolve(args.precision)
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
     val_embeds = val_captions = None
     if args.val_embeds:
