@@ -87,14 +87,14 @@ def test_auto_without_bfloat16_builds_a_pure_float32_graph(no_bfloat16, decoder)
     assert mixed.decoder.loss.dtype == tf.float32
 
 
-def train_steps(vocab, indexed, embeds, config, steps, checkpoint=None):
+def train_steps_with(model, vocab, indexed, embeds, config, steps, batch_size=32, checkpoint=None):
     """Losses of ``steps`` Adam steps on the same seeded batches; saves the weights to ``checkpoint``."""
-    g = build_training_graph(vocab, SMALL, config)
+    g = build_training_graph(vocab, model, config)
     session = make_session(g.graph)
     session.run(g.init)
     rng = np.random.default_rng(0)
-    losses = [session.run([g.train_op, g.decoder.loss], generate_batch(g.decoder, embeds, indexed, 32, 20, rng))[1]
-              for _ in range(steps)]
+    losses = [session.run([g.train_op, g.decoder.loss],
+                          generate_batch(g.decoder, embeds, indexed, batch_size, 20, rng))[1] for _ in range(steps)]
     if checkpoint:
         with g.graph.as_default():  # the v1 Saver works in graph mode only
             g.saver.save(session, checkpoint, write_meta_graph=False)
@@ -104,8 +104,8 @@ def train_steps(vocab, indexed, embeds, config, steps, checkpoint=None):
 
 def test_training_in_bfloat16_ends_within_one_percent_of_float32(tmp_path):
     embeds, indexed, vocab = small_problem()
-    losses = {name: train_steps(vocab, indexed, embeds, TrainingConfig(precision=name, seed=3), 150,
-                                str(tmp_path / name / "model"))
+    losses = {name: train_steps_with(SMALL, vocab, indexed, embeds, TrainingConfig(precision=name, seed=3), 150,
+                                     checkpoint=str(tmp_path / name / "model"))
               for name in precision.PRECISIONS}
     end = {name: losses[name][-20:].mean() for name in losses}  # the same 20 last batches
     assert end["float32"] < 0.6 * losses["float32"][0]           # it did learn
