@@ -14,7 +14,8 @@ from capstone.encoders import frozen_encoder
 from capstone.encoders.embed import EncoderSession
 from capstone.final_model import FinalModel
 from capstone.support import run_dir as runs
-from serve_support import SCENES, embed_pictures, scene_picture, tiny_encoder, trained_run_dir
+from capstone.encoders.images import image_for_model
+from serve_support import IMAGE_SIZE, SCENES, embed_pictures, encode_file, scene_picture, tiny_encoder, trained_run_dir
 
 F8 = "/tmp/f8"                                          # Lite0 embeddings of Flickr8k (see README "Real photos")
 FLICKR = "/work/shared/data/flickr8k"
@@ -38,6 +39,11 @@ def test_greedy_captions_of_a_trained_model_agree_on_300_pictures():
     same = np.mean([a == b for a, b in zip(captions["float32"], captions["bfloat16"])])
     assert same >= 0.95
     assert len(set(captions["float32"])) > 5  # real captions, not one repeated string
+    # From pixels: the encoder in front, under oneDNN's rewrite as well as the decoder's casts.
+    pixels = np.stack([image_for_model(encode_file(p), IMAGE_SIZE) for p in pictures[:100]])
+    from_pixels = caption_both(trained_run_dir(), encoder=tiny_encoder(), images=pixels)
+    assert from_pixels["float32"] == captions["float32"][:100]
+    assert np.mean([a == b for a, b in zip(from_pixels["float32"], from_pixels["bfloat16"])]) >= 0.95
 
 
 def cosine_rows(a, b):
