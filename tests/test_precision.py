@@ -167,3 +167,28 @@ def test_train_records_the_precision_and_its_checkpoint_captions_in_the_other(tm
     embeds = ["--embeds", str(tmp_path / "train_img_embeds.pickle"), "--fns", str(tmp_path / "train_img_fns.pickle")]
     assert main(["caption", str(tmp_path / "bf16"), *embeds, "--precision", "float32"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 100
+
+
+def test_a_bfloat16_graph_chooses_words_from_float32_top_logits():
+    from capstone.fast.decoding import token_logits
+    from capstone.layers import Dense
+
+    x = np.random.default_rng(0).normal(size=(50, 120)).astype(np.float32)
+    values = {}
+    for name in precision.PRECISIONS:
+        graph = tf.Graph()
+        with graph.as_default():
+            v1.set_random_seed(1)
+            precision.set_graph_precision(name)
+            dense = Dense(8769, name="token_logits")
+            refined, rounded = token_logits(dense, tf.constant(x)), dense(tf.constant(x))
+            with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
+                values[name] = [session.run(refined), session.run(rounded)]  # apart: the scatter may reuse its input
+    exact = values["float32"][0]
+    best = exact.argmax(1)[:, None]                    # float32's word: always among bfloat16's top 4 here
+    refined, rounded = values["bfloat16"]
+    assert np.allclose(np.take_along_axis(refined, best, 1), np.take_along_axis(exact, best, 1), rtol=0, atol=1e-5)
+    assert (refined.argmax(1) == exact.argmax(1)).all()
+    # Without the refinement the best logits are bfloat16's: off by more than float32 round-off.
+    assert not np.allclose(np.take_along_axis(rounded, best, 1), np.take_along_axis(exact, best, 1), rtol=0, atol=1e-5)
