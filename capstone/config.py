@@ -41,9 +41,11 @@ class TrainingConfig:
     patience: int = 3                 # stop after this many epochs without a better val loss (0 = never)
     lr_decay: float = 0.5             # the learning rate is multiplied by this after each epoch without a better val loss
     seed: int = 42                    # one seed for weights, batches and validation batches
+    precision: str = "float32"        # matmuls in "float32" or "bfloat16" (float32 accumulation, variables and loss)
 
 
 DECODERS = ("show_and_tell", "attention")
+PRECISIONS = ("float32", "bfloat16")  # what a graph computes its matmuls in (capstone.support.precision)
 
 # What a run trained before a field existed did without it. A key missing from an old config.json takes
 # this value, not today's default (defaults changed with issue #15), so an old run resumes as it was trained.
@@ -54,7 +56,8 @@ def config_from_dict(cls, values, where):
     """Build a config from a dict, naming unknown keys instead of ignoring them.
 
     Keys added later take the value that reproduces the old behaviour (``BEFORE_FIELD_EXISTED``; others,
-    such as ``decoder``, their defaults), so old run directories still load and resume as they were.
+    such as ``decoder``, their defaults; an old run trained in float32), so old run directories still load
+    and resume as they were.
     """
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -64,6 +67,8 @@ def config_from_dict(cls, values, where):
     config = cls(**missing, **values)
     if getattr(config, "decoder", DECODERS[0]) not in DECODERS:
         raise CapstoneError(f"{where}: unknown decoder {config.decoder!r}; known: {', '.join(DECODERS)}")
+    if getattr(config, "precision", PRECISIONS[0]) not in PRECISIONS:
+        raise CapstoneError(f"{where}: unknown precision {config.precision!r}; known: {', '.join(PRECISIONS)}")
     return config
 
 

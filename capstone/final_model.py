@@ -30,6 +30,7 @@ from capstone.attention.layers import initial_state as attention_initial_state
 from capstone.fast.decoding import beam_decode, greedy_decode, show_and_tell_step
 from capstone.layers import LSTMState
 from capstone.support import run_dir as runs
+from capstone.support.precision import BFLOAT16, FLOAT32, check_precision, set_graph_precision
 from capstone.support.tf_session import make_session
 
 v1 = tf.compat.v1
@@ -42,16 +43,20 @@ class FinalModel:
       run: a ``capstone.support.run_dir.Run`` (see ``FinalModel.load``).
       checkpoint: checkpoint prefix; default the run's best one.
       encoder: a ``capstone.encoders.FrozenEncoder`` to take raw images, or None for embeddings.
+      precision: "float32" or "bfloat16" (``capstone.support.precision.resolve`` of --precision): the
+        decoder's matmuls by explicit casts; the frozen encoder's by oneDNN's bfloat16 rewrite.
     """
 
-    def __init__(self, run, checkpoint=None, encoder=None):
+    def __init__(self, run, checkpoint=None, encoder=None, precision=FLOAT32):
         self.run = run
         self.vocab = run.vocab
         self.inverse_vocab = run.inverse_vocab
         self.model_config = run.model_config
         self.encoder = encoder
+        self.precision = check_precision(precision, "FinalModel")
         self.graph = tf.Graph()
         with self.graph.as_default():
+            set_graph_precision(precision)
             self.build_inputs()
             self.build_decoding_inputs()
             with v1.variable_scope(SCOPE):
@@ -62,11 +67,11 @@ class FinalModel:
                 self.build_beam_decoder()
             saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
         self.graph.finalize()  # nothing may add ops later: that is what makes sharing across threads safe
-        self.session = make_session(self.graph)
+        self.session = make_session(self.graph, bfloat16_rewrite=encoder is not None and precision == BFLOAT16)
         runs.restore(saver, self.session, checkpoint or runs.best_checkpoint(run.path))
 
     @classmethod
-    def load(cls, run_path, checkpoint=None, with_encoder=False, encoder_weights="imagenet"):
+    def load(cls, run_path, checkpoint=None, with_encoder=False, encoder_weights="imagenet", precision=FLOAT32):
         """A model from a run directory; ``with_encoder`` adds the run's image encoder in front."""
         run = runs.load_run(run_path)
         encoder = None
@@ -77,7 +82,7 @@ class FinalModel:
                     f"caption precomputed embeddings with --embeds/--fns instead")
             from capstone.encoders import frozen_encoder  # TF+Keras CNN: only loaded when images are given
             encoder = frozen_encoder(run.encoder, weights=encoder_weights)
-        return cls(run, checkpoint=checkpoint, encoder=encoder)
+        return cls(run, checkpoint=checkpoint, encoder=encoder, precision=precision)
 
     # -- graph ---------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ import math
 
 import tensorflow as tf
 
+from capstone.support import precision
+
 v1 = tf.compat.v1
 
 # What dynamic_rnn carries from step to step: the cell state and the hidden state.
@@ -53,10 +55,11 @@ class Dense:
     def __call__(self, x):
         if self.kernel is None:
             self.build(int(x.shape[-1]))
+        # In a bfloat16 graph (capstone.support.precision) the product runs in bfloat16, the rest in float32.
         if x.shape.ndims == 2:
-            y = tf.matmul(x, self.kernel) + self.bias
+            y = precision.matmul(x, self.kernel) + self.bias
         else:
-            y = tf.tensordot(x, self.kernel, axes=1) + self.bias
+            y = precision.tensordot(x, self.kernel) + self.bias
         return self.activation(y) if self.activation else y
 
 
@@ -132,7 +135,7 @@ class LSTMCell:
         """x @ input_kernel + bias for any leading shape: [..., input_size] -> [..., 4 * units]."""
         if self.input_kernel is None:
             self.build(int(inputs.shape[-1]))
-        return tf.tensordot(inputs, self.input_kernel, axes=1) + self.bias
+        return precision.tensordot(inputs, self.input_kernel) + self.bias
 
     def step_with_gates(self, projected, state, recurrent_kernel=None):
         """The LSTM maths, the one place it is written. projected [n, 4 * units] = x @ input_kernel + bias.
@@ -142,7 +145,7 @@ class LSTMCell:
         ``recurrent_kernel`` as the tensor its custom gradient is taken with respect to).
         """
         kernel = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
-        gates = projected + tf.matmul(state.h, kernel)                 # [n, 4 * units]
+        gates = projected + precision.matmul(state.h, kernel)          # [n, 4 * units]
         i, j, f, o = tf.split(gates, 4, axis=1)
         gates = Gates(tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + self.forget_bias), tf.sigmoid(o))
         new_c = gates.f * state.c + gates.i * gates.j
@@ -158,5 +161,5 @@ class LSTMCell:
         """inputs [batch, input_size], state LSTMState([batch, units] x 2) -> (h', LSTMState(c', h'))."""
         if self.input_kernel is None:
             self.build(int(inputs.shape[-1]))
-        projected = tf.matmul(inputs, self.input_kernel) + self.bias
+        projected = precision.matmul(inputs, self.input_kernel) + self.bias
         return self.step_from_projected(projected, state)

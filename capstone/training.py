@@ -17,6 +17,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from capstone.support import checkpoints, run_dir as runs
+from capstone.support.precision import set_graph_precision
 from capstone.support.atomic import atomic_open
 from capstone.support.disk import writing
 from capstone.captions import PAD, batch_captions_to_matrix, caption_tokens_to_indices, generate_vocabulary
@@ -96,6 +97,7 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(training_config.seed)
+        set_graph_precision(training_config.precision)  # bfloat16: the matmuls; variables, Adam and loss stay float32
         if model_config.decoder == "attention":
             decoder = AttentionDecoder(len(vocab), vocab[PAD], model_config)
         else:

@@ -22,6 +22,7 @@ import collections
 
 import tensorflow as tf
 
+from capstone.fast.decoding import token_logits
 from capstone.layers import Dense, Embedding, LSTMCell, LSTMState
 
 AttentionLayers = collections.namedtuple("AttentionLayers", [
@@ -112,7 +113,7 @@ def attention_step_for(layers, features):
         def step(words, state):
             new_state, logits_input, alpha, _ = attention_step(layers, layers.word_embed(words), state, tiled,
                                                                projected)
-            logits = layers.token_logits(layers.token_logits_bottleneck(logits_input))
+            logits = token_logits(layers.token_logits, layers.token_logits_bottleneck(logits_input))  # [rows, vocab]
             return tf.nn.softmax(logits), new_state, alpha
         return step
     return step_for

@@ -6,6 +6,7 @@ import sys
 from capstone.encoders.embed import read_embeddings
 from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
+from capstone.support.precision import add_precision_argument, resolve
 from capstone.support.run_dir import shapes_warning
 
 
@@ -20,6 +21,7 @@ def add_arguments(p):
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--seed", type=int, default=None, help="seed for --sample")
     p.add_argument("--batch-size", type=int, default=64)
+    add_precision_argument(p)
     p.add_argument("--attention-plot", metavar="OUT.png",
                    help="attention runs: draw where each word looked (one image: OUT.png; several: OUT_<name>.png)")
 
@@ -74,6 +76,7 @@ def run(args):
     from capstone.final_model import FinalModel
 
     _check_caption_args(args)
+    precision = resolve(args.precision)
     if args.attention_plot:
         from capstone.support.run_dir import load_run
 
@@ -83,12 +86,12 @@ def run(args):
                                 f"pooled vector, not at places; train one with --decoder attention")
     if args.embeds:
         embeds, fns = read_embeddings(args.embeds, args.fns)
-        model = FinalModel.load(args.run_dir)
+        model = FinalModel.load(args.run_dir, precision=precision)
         pairs = caption_batches(model, fns, embeds, args, "embeddings")
     else:
         from capstone.encoders.images import load_images_for_model
 
-        model = FinalModel.load(args.run_dir, with_encoder=True)
+        model = FinalModel.load(args.run_dir, with_encoder=True, precision=precision)
         warning = shapes_warning(model.run)  # a shapes model on someone's photos: say so once
         if warning:
             print(warning, file=sys.stderr, flush=True)

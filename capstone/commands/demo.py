@@ -31,6 +31,7 @@ from capstone.commands.common import OFFLINE_ENCODER as ENCODER
 from capstone.evaluation.attention_plot import ATTENTION_EXAMPLES, save_attention_figures
 from capstone.support.atomic import remove_stale_temporaries, write_json
 from capstone.support.disk import writing
+from capstone.support.precision import add_precision_argument, resolve
 from capstone.final_model import FinalModel
 from capstone.training import best_epoch, train
 
@@ -68,7 +69,7 @@ def demo_settings(quick):
                         ModelConfig(decoder="attention", attention_units=128, dropout=0.1, attention_lambda=0.1))
 
 
-def embed_split(image_zip, prefix, log, spatial=False):
+def embed_split(image_zip, prefix, log, spatial=False, precision="float32"):
     """(pooled embeddings, feature grids or None, names) of one split, computed once, then read back."""
     embeds_fn, fns_fn = embeddings_paths(prefix)
     grids_fn = features_path(prefix)
@@ -77,9 +78,9 @@ def embed_split(image_zip, prefix, log, spatial=False):
         return embeds, read_embeddings(grids_fn, fns_fn)[0] if spatial else None, fns
     log(f"embedding {os.path.basename(image_zip)} with {ENCODER}" + (" (and its feature grids)" if spatial else ""))
     if spatial:
-        embeds, fns = embed_spatial(image_zip, ENCODER, prefix)
+        embeds, fns = embed_spatial(image_zip, ENCODER, prefix, precision=precision)
     else:
-        embeds, fns = embed_images(image_zip, ENCODER)
+        embeds, fns = embed_images(image_zip, ENCODER, precision=precision)
     save_embeddings(prefix, embeds, fns)
     return embeds, read_embeddings(grids_fn, fns_fn)[0] if spatial else None, fns
 
@@ -89,8 +90,9 @@ def run_dir_of(out, decoder, decoders):
     return out if decoder == decoders[0] else os.path.join(out, "attention")
 
 
-def run_demo(out="runs/demo", quick=False, log=print, decoder="both"):
-    """Run every step; returns the metrics dict also written to OUT/metrics.json."""
+def run_demo(out="runs/demo", quick=False, log=print, decoder="both", precision="float32"):
+    """Run every step; returns the metrics dict also written to OUT/metrics.json.
+    precision: of every matmul, "float32" or "bfloat16" (``capstone.support.precision``)."""
     started = time.time()
     settings = demo_settings(quick)
     decoders = DECODERS[decoder]
@@ -104,7 +106,7 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both"):
 
     log("2/5 image embeddings")
     spatial = "attention" in decoders
-    splits = {split: embed_split(dataset.image_zips[split], os.path.join(data_dir, split), log, spatial)
+    splits = {split: embed_split(dataset.image_zips[split], os.path.join(data_dir, split), log, spatial, precision)
               for split in SPLITS}
     captions = {split: captions_for_fns(fns, fn_to_captions, dataset.captions_zip)
                 for split, (_, _, fns) in splits.items()}
@@ -114,9 +116,10 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both"):
         log(f"3/5 training the {name} decoder in {run_dir}")
         inputs = 1 if name == "attention" else 0  # feature grids, or pooled embeddings
         model_config = settings.attention_model if name == "attention" else settings.model
+        training_config = settings.attention_training if name == "attention" else settings.training
         history = train(run_dir, splits["train"][inputs], captions["train"], splits["val"][inputs], captions["val"],
                         model_config=None if runs.is_run_dir(run_dir) else model_config,
-                        training_config=settings.attention_training if name == "attention" else settings.training,
+                        training_config=dataclasses.replace(training_config, precision=precision),
                         encoder=ENCODER, log=log)
         runs.record_training_data(run_dir, runs.SHAPES, [dataset.captions_zip], images=len(splits["train"][2]))
         best = best_epoch(history)
@@ -128,7 +131,7 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both"):
     scenes = load_scenes(dataset.captions_zip, "test")  # what each test picture holds: are the captions true?
     results, maps = {}, None
     for name in decoders:
-        model = FinalModel.load(run_dir_of(out, name, decoders))
+        model = FinalModel.load(run_dir_of(out, name, decoders), precision=precision)
         inputs = np.asarray(test_grids, np.float32) if name == "attention" else test_embeds
         results[name] = {kind: evaluate_model(model, inputs, test_fns, fn_to_captions, beam=beam, scenes=scenes)
                          for kind, beam in (("greedy", 0), (f"beam{BEAM_SIZE}", BEAM_SIZE))}
@@ -165,6 +168,7 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both"):
                           "beam": main[f"beam{BEAM_SIZE}"]["captions"][fn],
                           "references": fn_to_captions[fn]} for fn in shown},
         "seconds": round(time.time() - started, 1),
+        "precision": precision,
     }
     with writing(os.path.join(out, "metrics.json"), again):
         write_json(os.path.join(out, "metrics.json"), metrics)
@@ -185,10 +189,12 @@ def add_arguments(p):
     p.add_argument("--decoder", choices=sorted(DECODERS), default="both",
                    help="the course's decoder (show-and-tell), Show, Attend and Tell (attention), or both side by "
                         "side on the same data (default)")
+    add_precision_argument(p)
 
 
 def run(args):
     log = lambda text: print(text, flush=True)  # noqa: E731
+    precision = resolve(args.precision)
     if args.photos or args.captions:
         from capstone.commands.photos import run_photos_demo
         from capstone.errors import CapstoneError
@@ -197,12 +203,12 @@ def run(args):
             raise CapstoneError("give both --photos DIR and --captions SRC (or neither, for the shapes demo)")
         if not os.path.exists(args.photos):
             raise CapstoneError(f"{args.photos}: no such folder or zip of photos")
-        metrics = run_photos_demo(args.photos, args.captions, args.out, log=log, seed=args.seed)
+        metrics = run_photos_demo(args.photos, args.captions, args.out, log=log, seed=args.seed, precision=precision)
         print(f"run directory: {args.out}  (examples.png, attention.png, loss.png, metrics.json); caption photos "
               f"with it: python -m capstone caption {args.out} photo.jpg")
         print(json.dumps({name: metrics[name] for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour")}))
         return
-    metrics = run_demo(args.out, quick=args.quick, log=log, decoder=args.decoder)
+    metrics = run_demo(args.out, quick=args.quick, log=log, decoder=args.decoder, precision=precision)
     print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json); caption pictures with it: "
           f"python -m capstone caption {args.out} picture.jpg  (it has learnt only shapes: for photos, "
           f"README 'Real photos')")

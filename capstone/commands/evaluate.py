@@ -7,6 +7,7 @@ import numpy as np
 from capstone.encoders.embed import read_embeddings
 from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
+from capstone.support.precision import add_precision_argument, resolve
 
 
 def add_arguments(p):
@@ -19,6 +20,7 @@ def add_arguments(p):
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--baseline", metavar="TRAIN_PREFIX",
                    help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
+    add_precision_argument(p)  # recorded in the metrics file
     p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<split>_<decoder>.json, "
                                  "e.g. metrics_all_test_beam3.json)")
 
@@ -33,16 +35,16 @@ def split_name(path):
     return name
 
 
-def embed_for(run, images):
+def embed_for(run, images, precision):
     """The images as the run's decoder reads them: pooled embeddings, or (attention) feature grids."""
     if run.model_config.decoder != "attention":
         from capstone.encoders.embed import embed_images
-        return embed_images(images, run.encoder)
+        return embed_images(images, run.encoder, precision=precision)
     import tempfile
 
     from capstone.encoders.spatial import embed_spatial, features_path, read_features
     with tempfile.TemporaryDirectory(prefix="capstone-evaluate-") as tmp:
-        _, fns = embed_spatial(images, run.encoder, os.path.join(tmp, "images"))
+        _, fns = embed_spatial(images, run.encoder, os.path.join(tmp, "images"), precision=precision)
         return np.array(read_features(features_path(os.path.join(tmp, "images")), len(fns))), fns
 
 
@@ -66,6 +68,7 @@ def run(args):
         raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
     if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
         raise CapstoneError("give --images, or --embeds and --fns")
+    precision = resolve(args.precision)
     fn_to_captions = {}
     for source in args.captions:
         fn_to_captions.update(load_captions(source))
@@ -76,17 +79,18 @@ def run(args):
             raise CapstoneError(f"{args.run_dir}: config.json names no encoder; use --embeds/--fns")
         if not os.path.exists(args.images):
             raise CapstoneError(f"{args.images}: no such zip file or folder")
-        embeds, fns = embed_for(run, args.images)
+        embeds, fns = embed_for(run, args.images, precision)
     else:
         embeds, fns = read_embeddings(args.embeds, args.fns)
     embeds = np.asarray(embeds, np.float32)
     pooled = embeds.mean(axis=(1, 2)) if attends and embeds.ndim == 4 else embeds  # what the baseline compares
     source = " + ".join(args.captions)
     scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
-    model = FinalModel.load(args.run_dir)
+    model = FinalModel.load(args.run_dir, precision=precision)
     decoder = decoder_name(args.beam)
     report = {decoder: evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
                                       source=source, scenes=scenes)}
+    report[decoder]["precision"] = precision
     if args.baseline:
         from capstone.data.caption_files import captions_for_fns
         from capstone.encoders.embed import embeddings_paths

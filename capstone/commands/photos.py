@@ -10,6 +10,7 @@ The run directory looks like the shapes demo's (config, vocabulary, checkpoints,
 The settings are the ones measured best on ../shared/data/flickr8k (README 'Real photos').
 """
 
+import dataclasses
 import os
 import time
 
@@ -38,12 +39,12 @@ VAL_IMAGES, TEST_IMAGES = 500, 1000  # at most; 10 % each of a smaller set
 SPLITS = ("train", "val", "test")
 
 
-def embed_photos(photos, data_dir, log):
+def embed_photos(photos, data_dir, log, precision="float32"):
     """(pooled [N, D], names) of every photo, and the grids file beside them; computed once."""
     prefix = os.path.join(data_dir, "all")
     if not (os.path.exists(features_path(prefix)) and all(map(os.path.exists, embeddings_paths(prefix)))):
         log(f"embedding {photos} with {ENCODER} (and its feature grids)")
-        embeds, fns = embed_spatial(photos, ENCODER, prefix)
+        embeds, fns = embed_spatial(photos, ENCODER, prefix, precision=precision)
         save_embeddings(prefix, embeds, fns)
     return read_embeddings(*embeddings_paths(prefix))
 
@@ -70,7 +71,7 @@ def split_photos(captions_source, data_dir, seed, log):
         save_embeddings(os.path.join(data_dir, split), embeds[rows], [fns[i] for i in rows])
 
 
-def run_photos_demo(photos, captions_source, out, log=print, seed=0):
+def run_photos_demo(photos, captions_source, out, log=print, seed=0, precision="float32"):
     """Run every step; returns the metrics dict also written to OUT/metrics.json."""
     started, again = time.time(), "run the same command again: it picks up where it stopped"
     data_dir = os.path.join(out, "data")
@@ -78,7 +79,7 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0):
         os.makedirs(data_dir, exist_ok=True)
     fn_to_captions = load_captions(captions_source)
     log("1/4 image embeddings and feature grids")
-    embed_photos(photos, data_dir, log)
+    embed_photos(photos, data_dir, log, precision)
     split_photos(captions_source, data_dir, seed, log)
     data = {}
     for split in SPLITS:
@@ -89,7 +90,8 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0):
 
     log(f"2/4 training the attention decoder in {out} ({len(data['train'][2])} photos)")
     history = train(out, data["train"][1], data["train"][3], data["val"][1], data["val"][3],
-                    model_config=None if runs.is_run_dir(out) else MODEL, training_config=TRAINING,
+                    model_config=None if runs.is_run_dir(out) else MODEL,
+                    training_config=dataclasses.replace(TRAINING, precision=precision),
                     encoder=ENCODER, log=log)
     runs.record_training_data(out, "captions", [os.path.abspath(captions_source)], images=len(data["train"][2]))
     best = best_epoch(history)
@@ -98,7 +100,7 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0):
 
     log(f"3/4 captioning the {len(data['test'][2])} test photos (greedy, beam search, nearest-neighbour baseline)")
     test_pooled, test_grids, test_fns, _ = data["test"]
-    model = FinalModel.load(out)
+    model = FinalModel.load(out, precision=precision)
     grids = np.asarray(test_grids, np.float32)
     greedy = evaluate_model(model, grids, test_fns, fn_to_captions, source=captions_source)
     beam = evaluate_model(model, grids, test_fns, fn_to_captions, beam=BEAM_SIZE, source=captions_source)
@@ -119,7 +121,7 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0):
                "attention": {**greedy["scores"], f"beam{BEAM_SIZE}": beam["scores"]},
                "examples": {fn: {"attention_greedy": greedy["captions"][fn], "beam": beam["captions"][fn],
                                  "references": fn_to_captions[fn]} for fn in shown},
-               "seconds": round(time.time() - started, 1)}
+               "seconds": round(time.time() - started, 1), "precision": precision}
     with writing(os.path.join(out, "metrics.json"), again):
         write_json(os.path.join(out, "metrics.json"), metrics)
     for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour"):

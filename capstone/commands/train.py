@@ -12,6 +12,7 @@ from capstone.data.holdout import HOLDOUT_MAX, HOLDOUT_SHARE, hold_out, holdout_
 from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
 from capstone.support import run_dir as runs
+from capstone.support import precision
 from capstone.support.run_dir import BEST, SHAPES, record_training_data
 
 
@@ -27,7 +28,8 @@ def add_arguments(p):
                    help="encoder that made the embeddings (auto: by size, 2048 inception_v3, 1280 efficientnet_lite0)")
     p.add_argument("--epochs", dest="n_epochs", type=int, help="default 12")
     p.add_argument("--batches-per-epoch", dest="n_batches_per_epoch", type=int, help="default 1000")
-    add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch"))
+    add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch", "precision"))
+    precision.add_precision_argument(p)  # recorded in config.json as float32 or bfloat16
     add_config_flags(p, ModelConfig, skip=("img_embed_size",))
     p.add_argument("--holdout", type=float, default=HOLDOUT_SHARE,
                    help=f"without --val-embeds: share of the training images held out for validation, early "
@@ -41,6 +43,7 @@ def run(args):
 
     if bool(args.val_embeds) != bool(args.val_fns):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
+    args.precision = precision.resolve(args.precision)
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
     val_embeds = val_captions = None
     training_config = config_from_args(TrainingConfig, args)

@@ -17,6 +17,7 @@ from capstone.encoders.frozen import frozen_encoder, import_encoder
 from capstone.encoders.spatial import read_features
 from capstone.errors import CapstoneError
 from capstone.support.disk import writing
+from capstone.support.precision import BFLOAT16, FLOAT32, check_precision
 from capstone.support.tf_session import make_session
 from utils import apply_model, read_pickle, save_pickle
 
@@ -24,9 +25,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 class EncoderSession:
-    """A frozen encoder in its own graph and session: ``encode(pixels [B, S, S, 3]) -> [B, D]``."""
+    """A frozen encoder in its own graph and session: ``encode(pixels [B, S, S, 3]) -> [B, D]``.
 
-    def __init__(self, frozen):
+    precision "bfloat16": oneDNN rewrites the frozen graph's convolutions and matmuls to bfloat16.
+    """
+
+    def __init__(self, frozen, precision=FLOAT32):
         self.frozen = frozen
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -34,7 +38,8 @@ class EncoderSession:
             self.input_images = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="input_images")
             self.embedding = import_encoder(frozen, self.input_images)
         self.graph.finalize()
-        self.session = make_session(self.graph)
+        bfloat16 = check_precision(precision, "EncoderSession") == BFLOAT16
+        self.session = make_session(self.graph, bfloat16_rewrite=bfloat16)
 
     def __call__(self, pixels):
         return self.session.run(self.embedding, {self.input_images: pixels})
@@ -44,10 +49,10 @@ class EncoderSession:
 
 
 def embed_images(source, encoder="efficientnet_lite0", weights="imagenet", batch_size=32,
-                 extensions=IMAGE_EXTENSIONS, show_progress=True):
-    """Every image of a zip or folder -> (float32 [N, D], N file names)."""
+                 extensions=IMAGE_EXTENSIONS, show_progress=True, precision=FLOAT32):
+    """Every image of a zip or folder -> (float32 [N, D], N file names); precision: see ``EncoderSession``."""
     frozen = frozen_encoder(encoder, weights=weights)
-    session = EncoderSession(frozen)
+    session = EncoderSession(frozen, precision)
     try:
         # The frozen graph normalises pixels itself, so the preprocessing step here is the identity.
         return apply_model(source, session, lambda pixels: pixels, extensions=extensions,
@@ -55,6 +60,16 @@ def embed_images(source, encoder="efficientnet_lite0", weights="imagenet", batch
                            show_progress=show_progress)
     finally:
         session.close()
+
+
+def save_embedding_record(prefix, encoder, weights, precision, images):
+    """PREFIX_embed.json: how PREFIX's embeddings were made (encoder, weights, precision, images); returns its path."""
+    from capstone.support.atomic import write_json
+
+    path = f"{prefix}_embed.json"
+    with writing(path):
+        write_json(path, {"encoder": encoder, "weights": weights, "precision": precision, "images": images})
+    return path
 
 
 def embeddings_paths(prefix):

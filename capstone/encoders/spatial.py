@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from capstone.encoders.frozen import frozen_encoder, import_encoder
 from capstone.errors import CapstoneError
+from capstone.support.precision import BFLOAT16, FLOAT32, check_precision
 from capstone.support.tf_session import make_session
 from utils import apply_model
 from utils.image_files import ImageFiles
@@ -30,9 +31,10 @@ def features_path(prefix):
 
 
 class SpatialEncoderSession:
-    """The frozen encoder in its own graph: pixels [B, S, S, 3] -> (pooled [B, D], grid [B, G, G, D])."""
+    """The frozen encoder in its own graph: pixels [B, S, S, 3] -> (pooled [B, D], grid [B, G, G, D]).
+    precision "bfloat16": oneDNN's bfloat16 rewrite, as ``capstone.encoders.embed.EncoderSession``."""
 
-    def __init__(self, frozen):
+    def __init__(self, frozen, precision=FLOAT32):
         self.graph = tf.Graph()
         with self.graph.as_default():
             size = frozen.image_size
@@ -40,7 +42,8 @@ class SpatialEncoderSession:
             self.features = import_encoder(frozen, self.input_images, spatial=True)  # [B, G, G, D]
             self.embedding = tf.reduce_mean(self.features, axis=[1, 2])                # what the CNN pools
         self.graph.finalize()
-        self.session = make_session(self.graph)
+        bfloat16 = check_precision(precision, "SpatialEncoderSession") == BFLOAT16
+        self.session = make_session(self.graph, bfloat16_rewrite=bfloat16)
 
     def __call__(self, pixels):
         return self.session.run([self.embedding, self.features], {self.input_images: pixels})
@@ -86,12 +89,12 @@ class FeatureFile:
 
 
 def embed_spatial(source, encoder, prefix, weights="imagenet", batch_size=32, extensions=(".jpg", ".jpeg", ".png"),
-                  show_progress=True):
+                  show_progress=True, precision=FLOAT32):
     """Every image of a zip or folder -> PREFIX_img_features.npy; returns (pooled float32 [N, D], N names)."""
     frozen = frozen_encoder(encoder, weights=weights)
     rows = len(ImageFiles(source, extensions).files)
     out = FeatureFile(features_path(prefix), rows)
-    session = SpatialEncoderSession(frozen)
+    session = SpatialEncoderSession(frozen, precision)
 
     def encode(pixels):
         embedding, features = session(pixels)

@@ -11,6 +11,7 @@ import collections
 import tensorflow as tf
 
 from capstone.layers import LSTMState
+from capstone.support import precision
 
 v1 = tf.compat.v1
 
@@ -77,10 +78,12 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
 
     @tf.custom_gradient
     def lstm(inputs, c0, h0, recurrent_kernel):
+        kernel = precision.for_matmul(recurrent_kernel)  # bfloat16 graph: cast once, not at every step
+
         def forward(t, c, h, outputs):
             n = rows_per_step[t]
             state = LSTMState(c[:n], h[:n])                              # the captions still running
-            new_state, gates = cell.step_with_gates(rows_of(inputs, t), state, recurrent_kernel)
+            new_state, gates = cell.step_with_gates(rows_of(inputs, t), state, kernel)
             kept = tf.concat([*gates, new_state.c, state.c, state.h, new_state.h], axis=1)  # KEPT order
             return t + 1, new_state.c, new_state.h, outputs.write(t, kept)
 
@@ -106,7 +109,7 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
                 dc = tf.pad(dc_next, more) + dh * o * (1 - tanh_c * tanh_c)
                 d_gates = tf.concat([dc * j * i * (1 - i), dc * i * (1 - j * j),   # [n, 4U], pre-activation
                                      dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o)], axis=1)
-                dh_prev = tf.matmul(d_gates, recurrent_kernel, transpose_b=True)
+                dh_prev = precision.matmul(d_gates, kernel, transpose_b=True)
                 return t - 1, dh_prev, dc * f, gate_grads.write(t, d_gates)
 
             nothing = tf.zeros([0, units])
@@ -115,7 +118,7 @@ def packed_lstm(cell, packed_inputs, rows_per_step, initial_state):
                 shape_invariants=(tf.TensorShape([]), rows_of_units, rows_of_units, tf.TensorShape(None)),
                 name="packed_lstm_grad")
             gate_grads = gate_grads.concat()                             # [P, 4U]
-            d_kernel = tf.matmul(kept_column(kept, "h_prev", units), gate_grads, transpose_a=True)  # [U, 4U]
+            d_kernel = precision.matmul(kept_column(kept, "h_prev", units), gate_grads, transpose_a=True)  # [U, 4U]
             never_ran = [[0, tf.shape(h0)[0] - tf.shape(dh0)[0]], [0, 0]]  # empty captions: no gradient
             return gate_grads, tf.pad(dc0, never_ran), tf.pad(dh0, never_ran), d_kernel
 
@@ -162,7 +165,10 @@ def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
 
     @tf.custom_gradient
     def cross_entropy(inputs, kernel, bias):
-        logits = tf.nn.bias_add(tf.matmul(inputs, kernel), bias)      # [N, vocab]
+        # In a bfloat16 graph the three [N, K] x [K, vocab] products run in bfloat16 (each operand
+        # cast once); the softmax and everything else stay float32.
+        product_kernel = precision.for_matmul(kernel)
+        logits = tf.nn.bias_add(precision.matmul(inputs, product_kernel), bias)  # [N, vocab]
         top = tf.reduce_max(logits, axis=1, keepdims=True)             # [N, 1], for stable exponentials
         exps = tf.exp(logits - top)                                    # [N, vocab]
         sums = tf.reduce_sum(exps, axis=1, keepdims=True)              # [N, 1]
@@ -171,10 +177,11 @@ def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
 
         def gradient(d_xent):
             d_logits = exps * (d_xent[:, None] / sums)                 # softmax * d, [N, vocab]
+            product_d_logits = precision.for_matmul(d_logits)
             d_label = d_xent[:, None] * inputs                         # the one-hot part, row by row: [N, K]
-            d_inputs = (tf.matmul(d_logits, kernel, transpose_b=True)
+            d_inputs = (precision.matmul(product_d_logits, product_kernel, transpose_b=True)
                         - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1)))
-            d_kernel = (tf.matmul(inputs, d_logits, transpose_a=True)
+            d_kernel = (precision.matmul(inputs, product_d_logits, transpose_a=True)
                         - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size)))
             d_bias = tf.reduce_sum(d_logits, axis=0) - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
             return d_inputs, d_kernel, d_bias

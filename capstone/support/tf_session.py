@@ -11,6 +11,8 @@ import os
 
 import tensorflow as tf
 
+from capstone.support.precision import rewrite_to_bfloat16
+
 
 def usable_cores():
     """Cores this process may run on (its affinity mask where the OS has one)."""
@@ -19,7 +21,9 @@ def usable_cores():
     return os.cpu_count() or 1
 
 
-def session_config(intra_op_threads=None, inter_op_threads=None):
+def session_config(intra_op_threads=None, inter_op_threads=None, bfloat16_rewrite=False):
+    """Threads as above; ``bfloat16_rewrite``: oneDNN's automatic bfloat16 matmuls and convolutions
+    (``capstone.support.precision.rewrite_to_bfloat16``, for graphs that hold a frozen encoder)."""
     cores = usable_cores()
     config = tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=intra_op_threads or cores,
@@ -27,9 +31,9 @@ def session_config(intra_op_threads=None, inter_op_threads=None):
         allow_soft_placement=True,
     )
     config.gpu_options.allow_growth = True  # share a GPU with the notebook's other sessions
-    return config
+    return rewrite_to_bfloat16(config) if bfloat16_rewrite else config
 
 
-def make_session(graph, **threads):
-    """A Session on ``graph`` with the threading above."""
-    return tf.compat.v1.Session(graph=graph, config=session_config(**threads))
+def make_session(graph, **options):
+    """A Session on ``graph`` with the threading above (options: those of ``session_config``)."""
+    return tf.compat.v1.Session(graph=graph, config=session_config(**options))

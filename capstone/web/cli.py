@@ -11,6 +11,7 @@ import sys
 
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel
+from capstone.support.precision import add_precision_argument, resolve
 from capstone.web.app import create_app
 from capstone.web.captioner import (DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES,
                                     DEFAULT_QUEUE_SECONDS, MEGABYTE, Captioner, model_id)
@@ -31,6 +32,7 @@ def add_arguments(p):
                    help=f"largest picture, by its header, in millions of pixels (default {DEFAULT_MAX_PIXELS / 1e6:g})")
     p.add_argument("--beam", type=int, default=3, help="beam size of the beam-search captions (default 3)")
     p.add_argument("--max-len", type=int, default=20, help="most words per caption (default 20)")
+    add_precision_argument(p)
     p.add_argument("--dev", action="store_true", help="Flask's development server instead of waitress")
     p.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
     p.add_argument("--connection-limit", type=int, default=100,
@@ -64,7 +66,8 @@ def check_args(args):
 def run(args):
     check_args(args)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    captioner = Captioner(FinalModel.load(args.run_dir, with_encoder=True), args.beam, args.max_len,
+    model = FinalModel.load(args.run_dir, with_encoder=True, precision=resolve(args.precision))
+    captioner = Captioner(model, args.beam, args.max_len,
                           max_pixels=int(args.max_megapixels * 1e6), max_in_flight=args.max_in_flight,
                           queue_seconds=args.queue_seconds)
     index = None
