@@ -39,6 +39,9 @@ class TrainingConfig:
     min_count: int = 5                # a word enters the vocabulary after this many occurrences
     patience: int = 0                 # stop after this many epochs without a better val loss (0 = never)
     seed: int = 42                    # one seed for weights, batches and validation batches
+    self_critical_epochs: int = 0     # after cross-entropy: epochs of self-critical training on CIDEr-D (0 = none)
+    self_critical_learning_rate: float = 5e-5  # Adam step size of self-critical training
+    self_critical_samples: int = 5    # captions sampled per image in self-critical training
 
 
 DECODERS = ("show_and_tell", "attention")
