@@ -212,6 +212,7 @@ def plot_self_critical(ax, tuned, kept):
         ax.plot([kept["epoch"]], [kept["val_cider"]], "*", color="crimson", markersize=14,
                 label=f"best: epoch {kept['epoch']}, CIDEr {kept['val_cider']:.3f} (kept in best/)")
     ax.set_xlabel("epoch (self-critical)")
+    ax.set_ylabel("CIDEr-D")
     ax.grid(alpha=0.3)
     ax.legend()
 
