@@ -186,10 +186,10 @@ def prepare_run(run_dir, train_captions, model_config, training_config, encoder)
 
 
 def best_epoch(history):
-    """The record of the epoch with the lowest validation loss (the one ``best/`` keeps), or None
+    """The record of the epoch with the lowest validation loss (the one ``best/`` keeps; after
+    self-critical epochs, the highest validation CIDEr: ``checkpoints.best_of``), or None
     when no epoch has one. best_epoch([{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.5}])["epoch"] -> 2"""
-    scored = [h for h in history if h.get("val_loss") is not None]
-    return min(scored, key=lambda h: h["val_loss"]) if scored else None
+    return checkpoints.best_of(history)
 
 
 def history_figure(history):
@@ -197,22 +197,43 @@ def history_figure(history):
     # A Figure without pyplot: drawing a file never touches the backend a notebook has chosen.
     from matplotlib.figure import Figure
 
+    kept = best_epoch(history)
+    tuned = [h for h in history if checkpoints.is_self_critical(h)]
+    history = [h for h in history if not checkpoints.is_self_critical(h)]
     epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
+    fig = Figure(figsize=(11, 4) if tuned else (6, 4))
+    ax, *cider_ax = fig.subplots(1, 2) if tuned else [fig.subplots()]
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    if tuned:
+        plot_self_critical(cider_ax[0], tuned, kept)
     best = best_epoch(history)
+    where = "kept in best/" if best is kept else "self-critical training started here"
     if best is not None:
         ax.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation")
         ax.axvline(best["epoch"], color="gray", linestyle="--", linewidth=1)
         ax.plot([best["epoch"]], [best["val_loss"]], "*", color="crimson", markersize=14,
-                label=f"best: epoch {best['epoch']}, val {best['val_loss']:.3f} (kept in best/)")
+                label=f"best: epoch {best['epoch']}, val {best['val_loss']:.3f} ({where})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy per token")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_self_critical(ax, tuned, kept):
+    """The self-critical epochs' validation CIDEr and train rewards, the one best/ keeps marked."""
+    epochs = [h["epoch"] for h in tuned]
+    ax.plot(epochs, [h["val_cider"] for h in tuned], "o-", label="validation CIDEr (greedy)")
+    ax.plot(epochs, [h["train_greedy_reward"] for h in tuned], "o-", label="train CIDEr-D (greedy)")
+    ax.axhline(tuned[0]["start_val_cider"], color="gray", linestyle="--", linewidth=1, label="validation CIDEr at start")
+    if kept in tuned:
+        ax.plot([kept["epoch"]], [kept["val_cider"]], "*", color="crimson", markersize=14,
+                label=f"best: epoch {kept['epoch']}, CIDEr {kept['val_cider']:.3f} (kept in best/)")
+    ax.set_xlabel("epoch (self-critical)")
+    ax.set_ylabel("CIDEr-D")
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def plot_history(history, path):
@@ -242,6 +263,9 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
         model_config = ModelConfig(img_embed_size=train_embeds.shape[-1])
     run = prepare_run(run_dir, train_captions, model_config, training_config, encoder)
     model_config, config = run.model_config, run.training_config
+    if any(map(checkpoints.is_self_critical, runs.read_history(run_dir))):
+        log(f"{run_dir}: self-critical training has begun, so cross-entropy training is over")
+        return runs.read_history(run_dir)
     check_decoder_input(model_config, train_embeds, "training data")
     if model_config.img_embed_size != train_embeds.shape[-1]:
         raise CapstoneError(f"{run_dir}: model expects {model_config.img_embed_size}-d embeddings, "

@@ -22,7 +22,7 @@ RANKS = {
     "capstone.decoder": 4, "capstone.data": 4,
     "capstone.fast": 5, "capstone.attention": 6,
     "capstone.training": 7, "capstone.final_model": 7,
-    "capstone.evaluation": 8,
+    "capstone.evaluation": 8, "capstone.self_critical": 8,
     "capstone.grading": 9, "capstone.web": 9, "capstone.deploy": 9,
     "capstone.commands": 10,
     "capstone.__main__": 11,

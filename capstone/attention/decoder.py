@@ -21,6 +21,7 @@ from capstone.attention.layers import attention_step, initial_state, make_attent
 from capstone.config import ModelConfig
 from capstone.decoder import SCOPE, Dropout
 from capstone.fast.ops import dense_softmax_cross_entropy, lookup_with_dense_gradient
+from capstone.fast.trainer import weighted_caption_loss
 from capstone.layers import LSTMState
 
 v1 = tf.compat.v1
@@ -105,12 +106,15 @@ class AttentionDecoder:
         self.flat_loss_mask = tf.cast(tf.not_equal(flat_ground_truth, self.pad_idx), tf.float32)
         real = tf.reshape(tf.where(self.flat_loss_mask > 0), [-1])
         self.targets = tf.gather(flat_ground_truth, real)                             # [N]
+        self.target_rows = real // tf.cast(tf.shape(self.sentences)[1] - 1, tf.int64)  # [N] caption of each
         hidden = tf.gather(self.flat_hidden_states, real)                            # [N, U + F]
         self.logits_bottleneck = self.layers.token_logits_bottleneck(self.dropout(hidden))
 
     def build_loss(self):
         """Inputs: logits_bottleneck, targets, flat_loss_mask, alphas.
-        Outputs: cross_entropy [] (the course's masked mean), attention_penalty [], loss [] (their sum).
+        Outputs: cross_entropy [] (the course's masked mean), attention_penalty [], loss [] (their sum);
+          caption_weights [B] (fed) and weighted_caption_loss [] (self-critical training's loss:
+          ``capstone.fast.trainer.weighted_caption_loss``, no attention penalty).
         """
         token_logits = self.layers.token_logits
         xent = dense_softmax_cross_entropy(self.logits_bottleneck, token_logits.kernel, token_logits.bias,
@@ -120,3 +124,5 @@ class AttentionDecoder:
         attention_per_location = tf.reduce_sum(self.alphas * word_mask[:, :, None], axis=1)  # [B, L]
         self.attention_penalty = tf.reduce_mean(tf.reduce_sum(tf.square(1.0 - attention_per_location), axis=1))
         self.loss = self.cross_entropy + self.model_config.attention_lambda * self.attention_penalty
+        self.caption_weights, self.weighted_caption_loss = weighted_caption_loss(xent, self.target_rows,
+                                                                                 self.sentences)

@@ -40,6 +40,7 @@ def add_arguments(p):
 
 def run(args):
     from capstone import training
+    from capstone.self_critical import check_self_critical_settings, fine_tune
 
     if bool(args.val_embeds) != bool(args.val_fns):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
@@ -64,6 +65,7 @@ def run(args):
             print(f"no validation data given: holding out {held_out} of {held_out + len(train_embeds)} training "
                   f"images (seed {training_config.seed}) to stop early and lower the learning rate; "
                   f"--holdout 0 trains on all of them", file=sys.stderr)
+    check_self_critical_settings(training_config, has_val=val_embeds is not None)
     encoder = ENCODER_BY_EMBED_SIZE.get(train_embeds.shape[1]) if args.encoder == "auto" else args.encoder
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model_config = None
@@ -73,12 +75,26 @@ def run(args):
         args.out, train_embeds, train_captions, val_embeds, val_captions,
         model_config=model_config, training_config=training_config,
         encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
+    if training_config.self_critical_epochs:
+        history = fine_tune(args.out, train_embeds, train_captions, val_embeds, val_captions,
+                            progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
     source = SHAPES if any(CAPTIONS_ZIP_NAME in path for path in args.captions) else "captions"
     record_training_data(args.out, source, [os.path.abspath(path) for path in args.captions],
                          images=len(train_embeds), held_out=held_out)
     if history:
-        last, best = history[-1], training.best_epoch(history)
-        print(f"{args.out}: {len(history)} epochs, last train loss {last['train_loss']:.3f}"
-              + (f", val loss {last['val_loss']:.3f}" if last["val_loss"] is not None else "")
-              + (f"; best epoch {best['epoch']}, val loss {best['val_loss']:.3f} "
-                 f"(kept in {os.path.join(args.out, BEST)}/, what 'caption' uses)" if best else ""))
+        print(summary_line(args.out, history, training.best_epoch(history)))
+
+
+def summary_line(out, history, best):
+    """The last line of ``train``: epochs, last losses (or CIDEr), the epoch best/ keeps."""
+    last = history[-1]
+    if last.get("phase") == "self_critical":
+        text = f"{out}: {len(history)} epochs, the last self-critical, val CIDEr {last['val_cider']:.3f}"
+    else:
+        text = f"{out}: {len(history)} epochs, last train loss {last['train_loss']:.3f}" + (
+            f", val loss {last['val_loss']:.3f}" if last["val_loss"] is not None else "")
+    if best:
+        score = (f"val CIDEr {best['val_cider']:.3f}" if best.get("phase") == "self_critical"
+                 else f"val loss {best['val_loss']:.3f}")
+        text += f"; best epoch {best['epoch']}, {score} (kept in {os.path.join(out, BEST)}/, what 'caption' uses)"
+    return text

@@ -78,7 +78,8 @@ class FastDecoder:
     def build_loss(self):
         """Inputs: packed_hidden_states, sentences, packing.
         Outputs: targets [N] (the non-PAD ground truth), logits_bottleneck [N, LOGIT_BOTTLENECK],
-          loss [], the mean cross-entropy over the N targets: the course's ``loss``.
+          loss [], the mean cross-entropy over the N targets: the course's ``loss``;
+          caption_weights [B] (fed) and weighted_caption_loss [] (``weighted_caption_loss``).
         """
         # Packed positions stop at each caption's last real target; a PAD inside a caption
         # (never made by batch_captions_to_matrix) is dropped here.
@@ -91,3 +92,19 @@ class FastDecoder:
         xent = dense_softmax_cross_entropy(self.logits_bottleneck, token_logits.kernel, token_logits.bias,
                                            self.targets)                             # [N]
         self.loss = tf.reduce_sum(xent) / tf.maximum(tf.cast(tf.size(xent), tf.float32), 1.0)
+        target_rows = tf.gather(self.packing.positions[:, 0], real)                 # [N] caption of each target
+        self.caption_weights, self.weighted_caption_loss = weighted_caption_loss(xent, target_rows, self.sentences)
+
+
+def weighted_caption_loss(xent, target_rows, sentences):
+    """The loss of self-critical training (``capstone.self_critical``): each caption's negative
+    log-likelihood (its tokens' cross-entropies summed, PAD excluded) times a weight fed per caption,
+    averaged over the captions. Built after every variable, so the cross-entropy graph is unchanged.
+
+    Reads xent [N] and target_rows [N] (the caption each target belongs to) and sentences [B, T].
+    Returns (caption_weights [B] placeholder, weighted loss []).
+    """
+    weights = v1.placeholder(tf.float32, [None], name="caption_weights")
+    per_target = xent * tf.gather(weights, target_rows)
+    captions = tf.maximum(tf.cast(tf.shape(sentences)[0], tf.float32), 1.0)
+    return weights, tf.reduce_sum(per_target) / captions

@@ -31,6 +31,7 @@ from capstone.support.atomic import atomic_open, read_json_or_none, remove_stale
 from capstone.support.disk import writing
 
 KEEP = 3                # epoch checkpoints kept on disk (best/ holds its own copy)
+SELF_CRITICAL = "self_critical"  # the "phase" of a self-critical epoch's record (capstone.self_critical)
 _TMP = ".tmp-"          # a directory being written
 _TRASH = ".trash-"      # a directory being deleted
 
@@ -98,12 +99,29 @@ def best_record(run_dir):
     return read_json_or_none(os.path.join(os.path.dirname(prefix), runs.RECORD)) if prefix else None
 
 
+def is_self_critical(record):
+    return isinstance(record, dict) and record.get("phase") == SELF_CRITICAL
+
+
+def best_of(history):
+    """The record best/ keeps, or None: the self-critical epoch with the highest validation CIDEr when
+    one beats the checkpoint self-critical training started from, else the lowest validation loss
+    (the first of equals, as training keeps it)."""
+    tuned = [r for r in history if is_self_critical(r) and r.get("val_cider") is not None]
+    if tuned:
+        top = max(tuned, key=lambda r: r["val_cider"])  # max keeps the first of equals
+        if top["val_cider"] > top.get("start_val_cider", float("-inf")):
+            return top
+    scored = [r for r in history if not is_self_critical(r) and r.get("val_loss") is not None]
+    return min(scored, key=lambda r: r["val_loss"]) if scored else None
+
+
 def recover(run_dir, start_epoch, then):
     """Finish what a kill interrupted; returns the history of epochs 1..start_epoch.
 
     start_epoch: the epoch of the checkpoint training restored (0 for none).
     The history is history.json's records merged with every checkpoint's record.json; best/
-    is made to hold the lowest validation loss among them when its checkpoint is still on disk.
+    is made to hold ``best_of`` them when its checkpoint is still on disk.
     """
     with writing(run_dir, then):
         remove_stale_temporaries(run_dir)
@@ -116,9 +134,8 @@ def recover(run_dir, start_epoch, then):
         if isinstance(record, dict) and record.get("epoch") == epoch:
             records[epoch] = record
     history = [records[epoch] for epoch in sorted(records) if epoch <= start_epoch]
-    scored = [r for r in history if r.get("val_loss") is not None]
-    if scored:
-        best = min(scored, key=lambda r: r["val_loss"])  # the first of equals, as training keeps it
+    best = best_of(history)
+    if best is not None:
         installed = best_record(run_dir)
         if (installed is None or installed.get("epoch") != best["epoch"]) and best["epoch"] in checkpoints:
             install_best(run_dir, checkpoints[best["epoch"]], best, then)
