@@ -159,6 +159,9 @@ def test_embed_augment_split_and_train_read_the_meta(photo_folder, tmp_path, cap
                  f"{prefix}_train_img_fns.pickle", "--val-embeds", f"{prefix}_test_img_embeds.pickle", "--val-fns",
                  f"{prefix}_test_img_fns.pickle", "--captions", str(captions), "--out", str(tmp_path / "run3")]) == 2
     assert "all_train_img_meta.json says efficientnet_lite2 but" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--embeds", f"{prefix}_val_img_embeds.pickle", "--fns",
+                 f"{prefix}_val_img_fns.pickle", "--captions", str(captions)]) == 2
+    assert "come from efficientnet_lite2, but" in capsys.readouterr().err
 
 
 def test_views_file_must_fit(tmp_path):
