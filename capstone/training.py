@@ -25,6 +25,7 @@ from capstone.attention import AttentionDecoder
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.data.holdout import Rows
 from capstone.decoder import Decoder
+from capstone.encoders.views import TrainingViews
 from capstone.fast import FastDecoder
 from capstone.errors import CapstoneError
 from capstone.support.tf_session import make_session
@@ -32,19 +33,22 @@ from capstone.support.tf_session import make_session
 v1 = tf.compat.v1
 
 
-def generate_batch(decoder, images_embeddings, indexed_captions, batch_size, max_len=None, rng=None):
+def generate_batch(decoder, images_embeddings, indexed_captions, batch_size, max_len=None, rng=None, views=None):
     """A feed dict of ``batch_size`` random images with one random caption each.
 
     images_embeddings [N, IMG_EMBED]; indexed_captions: per image, a list of index lists.
+    views: None, or a ``capstone.encoders.views.TrainingViews``: then each image is shown as the
+    photo or one of its flipped/cropped views, at random (training only, never validation).
     Returns {decoder.img_embeds: [batch, IMG_EMBED], decoder.sentences: [batch, <= max_len]}.
     """
     rng = rng if rng is not None else np.random.default_rng()
     image_ix = rng.integers(0, len(images_embeddings), batch_size)
     captions = [indexed_captions[i][rng.integers(len(indexed_captions[i]))] for i in image_ix]
-    return {
-        decoder.img_embeds: images_embeddings[image_ix],
-        decoder.sentences: batch_captions_to_matrix(captions, decoder.pad_idx, max_len=max_len),
-    }
+    embeds = images_embeddings[image_ix]
+    sentences = batch_captions_to_matrix(captions, decoder.pad_idx, max_len=max_len)
+    if views is not None:  # drawn after the rest, so that without views the batches are as they always were
+        embeds, sentences = views.show(image_ix, embeds, sentences, rng)
+    return {decoder.img_embeds: embeds, decoder.sentences: sentences}
 
 
 def check_embeddings_and_captions(embeds, captions, what):
@@ -247,13 +251,18 @@ def _scalar_summary(values):
 
 
 def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=None, model_config=None,
-          training_config=None, encoder=None, progress=True, log=print, fast=True):
+          training_config=None, encoder=None, progress=True, log=print, fast=True, train_views=None, view_names=()):
     """Train (or resume training) the decoder; returns the run's history, one dict per epoch.
 
     train_embeds [N, IMG_EMBED] with train_captions: for each row, a list of caption strings.
     val_*: the same for validation (optional; without it there is no early stopping).
+    train_views: optional [N, V, IMG_EMBED] extra views of each training image (``embed --augment``),
+    named by view_names; batches then show a random one of photo + views per image.
     """
     train_embeds = check_embeddings_and_captions(train_embeds, train_captions, "training data")
+    if train_views is not None and train_views.shape != (len(train_embeds), len(view_names)) + train_embeds.shape[1:]:
+        raise CapstoneError(f"training views have shape {train_views.shape}, expected "
+                            f"{(len(train_embeds), len(view_names)) + train_embeds.shape[1:]} for the training images")
     has_val = val_embeds is not None
     if has_val:
         val_embeds = check_embeddings_and_captions(val_embeds, val_captions, "validation data")
@@ -275,6 +284,7 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
                             f"{train_embeds.shape[1:]}: use the same encoder for both")
 
     train_indexed = caption_tokens_to_indices(train_captions, run.vocab)
+    views = None if train_views is None else TrainingViews(train_views, view_names, run.vocab)
     g = build_training_graph(run.vocab, model_config, config, fast=fast)
     session = make_session(g.graph)
     checkpoint = runs.latest_checkpoint(run_dir)
@@ -301,7 +311,7 @@ def train(run_dir, train_embeds, train_captions, val_embeds=None, val_captions=N
     # The v1 Saver and FileWriter refuse to work in eager mode, so the loop runs inside the graph.
     with g.graph.as_default():
         return _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed,
-                             val_feeds, history, start_epoch, progress, log, recovered)
+                             val_feeds, history, start_epoch, progress, log, recovered, views)
 
 
 def _then(epochs_done):
@@ -328,10 +338,11 @@ def _write_summaries(run_dir, writer, records, then):
 
 
 def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train_indexed, val_feeds, history,
-                  start_epoch, progress, log, recovered=()):
+                  start_epoch, progress, log, recovered=(), views=None):
     """The epoch loop of ``train``; runs with ``g.graph`` as the default graph.
 
-    recovered: records that a kill kept out of history.json (and so out of TensorBoard).
+    recovered: records that a kill kept out of history.json (and so out of TensorBoard);
+    views: the training images' extra views (TrainingViews) or None.
     """
     has_val = bool(val_feeds)
     best_val = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
@@ -350,7 +361,7 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         bar = tqdm(range(config.n_batches_per_epoch), desc=f"epoch {epoch + 1}/{config.n_epochs}",
                    disable=not progress, leave=False, mininterval=1.0)
         for batch in bar:
-            feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng)
+            feed = generate_batch(g.decoder, train_embeds, train_indexed, config.batch_size, config.max_len, rng, views)
             feed.update(dropout_feed(g.decoder, model_config, config, epoch * config.n_batches_per_epoch + batch))
             feed[g.learning_rate] = rate
             _, loss = session.run([g.train_op, reported_loss], feed)

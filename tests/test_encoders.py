@@ -65,7 +65,8 @@ def random_inception():
 def test_encoder_table_and_unknown_name():
     assert encoders.ENCODERS["inception_v3"] == encoders.EncoderSpec(image_size=299, embed_size=2048, grid=8)
     assert encoders.ENCODERS["efficientnet_lite0"] == encoders.EncoderSpec(image_size=224, embed_size=1280, grid=7)
-    with pytest.raises(CapstoneError, match="'resnet'.*efficientnet_lite0, inception_v3"):
+    names = "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, inception_v3"
+    with pytest.raises(CapstoneError, match="'resnet'.*" + names):
         encoders.get_cnn_encoder("resnet")
     with pytest.raises(CapstoneError, match="efficientnet_lite0: weights https://.* local .pth file"):
         encoders.get_cnn_encoder("efficientnet_lite0", weights="https://example.org/lite0.pth")

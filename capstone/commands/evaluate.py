@@ -48,6 +48,17 @@ def embed_for(run, images, precision):
         return np.array(read_features(features_path(os.path.join(tmp, "images")), len(fns))), fns
 
 
+def check_encoder(run, fns_path):
+    """Embeddings whose meta file names another encoder than the run's would be scored as noise: refuse them."""
+    from capstone.encoders.meta import meta_path, prefix_of, read_meta
+
+    meta = read_meta(prefix_of(fns_path))
+    if meta and run.encoder and meta["encoder"] != run.encoder:
+        raise CapstoneError(f"{meta_path(prefix_of(fns_path))}: these embeddings come from {meta['encoder']}, "
+                            f"but {run.path} was trained on {run.encoder} embeddings; embed the images with "
+                            f"--encoder {run.encoder}")
+
+
 def decoder_name(beam):
     """greedy for beam 0, beam3 for beam 3: how rows, files and metrics.json name a decoder."""
     return f"beam{beam}" if beam else "greedy"
@@ -82,6 +93,7 @@ def run(args):
         embeds, fns = embed_for(run, args.images, precision)
     else:
         embeds, fns = read_embeddings(args.embeds, args.fns)
+        check_encoder(run, args.fns)
     embeds = np.asarray(embeds, np.float32)
     pooled = embeds.mean(axis=(1, 2)) if attends and embeds.ndim == 4 else embeds  # what the baseline compares
     source = " + ".join(args.captions)

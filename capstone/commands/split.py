@@ -69,7 +69,9 @@ def run(args):
 
     from capstone.data.caption_files import load_split_lists
     from capstone.encoders.embed import embeddings_paths, read_embeddings, save_embeddings
+    from capstone.encoders.meta import read_meta, save_meta
     from capstone.encoders.spatial import features_path, read_features, write_rows
+    from capstone.encoders.views import read_views, views_path
 
     embeds, fns = read_embeddings(*embeddings_paths(args.prefix))
     with warnings.catch_warnings(record=True) as caught:  # one plain line each, as for errors
@@ -90,9 +92,22 @@ def run(args):
         parts = random_parts(len(fns), val, test, args.seed, args.prefix)
     n = len(fns)
     features = read_features(features_path(args.prefix), n) if os.path.exists(features_path(args.prefix)) else None
+    meta = read_meta(args.prefix)  # the encoder and the views; absent for embeddings older than it
+    views = []  # (path function, array [N, V, ...]) of each views file to split
+    if meta is not None and meta["views"]:
+        views.append((views_path, read_views(views_path(args.prefix), n, meta["views"], embeds.shape[1:])))
+        if features is not None:
+            views.append((lambda prefix: views_path(prefix, spatial=True),
+                          read_views(views_path(args.prefix, True), n, meta["views"], features.shape[1:])))
     for name in ("train", "val", "test"):
         rows = np.sort(np.asarray(parts[name], dtype=np.int64))
         save_embeddings(f"{args.prefix}_{name}", embeds[rows], [fns[i] for i in rows])
         if features is not None:
             write_rows(features_path(f"{args.prefix}_{name}"), features, rows)
+        # Views are training data: only the train part keeps them, so val and test scores are on photos alone.
+        for path_of, array in (views if name == "train" else []):
+            write_rows(path_of(f"{args.prefix}_{name}"), array, rows)
+        if meta is not None:
+            save_meta(f"{args.prefix}_{name}", meta["encoder"], meta.get("image_size"),
+                      meta["views"] if name == "train" else [])
         print(f"{args.prefix}_{name}: {len(rows)} images")

@@ -8,7 +8,7 @@ from capstone.commands.common import (ENCODER_BY_EMBED_SIZE, add_config_flags, c
                                       load_split)
 from capstone.config import ModelConfig, TrainingConfig
 from capstone.data.caption_files import CAPTION_SOURCES_HELP
-from capstone.data.holdout import HOLDOUT_MAX, HOLDOUT_SHARE, hold_out, holdout_size
+from capstone.data.holdout import HOLDOUT_MAX, HOLDOUT_SHARE, Rows, hold_out, holdout_rows, holdout_size
 from capstone.data.shapes_dataset import CAPTIONS_ZIP_NAME
 from capstone.errors import CapstoneError
 from capstone.support import run_dir as runs
@@ -25,7 +25,11 @@ def add_arguments(p):
     p.add_argument("--val-fns", help="val_img_fns.pickle")
     p.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")
     p.add_argument("--encoder", default="auto",
-                   help="encoder that made the embeddings (auto: by size, 2048 inception_v3, 1280 efficientnet_lite0)")
+                   help="encoder that made the embeddings (auto: the one named by PREFIX_img_meta.json beside --train-fns; "
+                        "without that file by size, 2048 inception_v3, 1280 efficientnet_lite0)")
+    p.add_argument("--no-views", action="store_true",
+                   help="ignore the flipped/cropped views 'embed --augment' wrote beside the training embeddings "
+                        "(by default each batch shows, per image, the photo or one of its views at random)")
     p.add_argument("--epochs", dest="n_epochs", type=int, help="default 12")
     p.add_argument("--batches-per-epoch", dest="n_batches_per_epoch", type=int, help="default 1000")
     add_config_flags(p, TrainingConfig, skip=("n_epochs", "n_batches_per_epoch", "precision"))
@@ -38,6 +42,29 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def embeddings_meta(args, train_embeds):
+    """(meta record or None, views [N, V, ...] or None, view names) of the training embeddings.
+
+    The meta file beside --train-fns names the encoder and the views; one beside --val-fns must name
+    the same encoder (other features would not fit the model).
+    """
+    from capstone.encoders.meta import meta_path, prefix_of, read_meta
+    from capstone.encoders.views import read_views, views_path
+
+    meta = read_meta(prefix_of(args.train_fns))
+    val_meta = read_meta(prefix_of(args.val_fns)) if args.val_fns else None
+    if meta and val_meta and meta["encoder"] != val_meta["encoder"]:
+        raise CapstoneError(f"{meta_path(prefix_of(args.train_fns))} says {meta['encoder']} but "
+                            f"{meta_path(prefix_of(args.val_fns))} says {val_meta['encoder']}: "
+                            f"embed both with one encoder")
+    if not meta or not meta["views"] or args.no_views:
+        return meta, None, ()
+    path = views_path(prefix_of(args.train_fns), spatial=train_embeds.ndim == 4)
+    views = read_views(path, len(train_embeds), meta["views"], train_embeds.shape[1:])
+    print(f"training views: {', '.join(meta['views'])} ({path}); validation uses the photos only", file=sys.stderr)
+    return meta, views, tuple(meta["views"])
+
+
 def run(args):
     from capstone import training
     from capstone.self_critical import check_self_critical_settings, fine_tune
@@ -47,6 +74,7 @@ def run(args):
     args.precision = precision.resolve(args.precision)
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
     val_embeds = val_captions = None
+    meta, views, view_names = embeddings_meta(args, train_embeds)
     training_config = config_from_args(TrainingConfig, args)
     if runs.is_run_dir(args.out):  # resuming: the run's own settings, changed only where a flag says so
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)
@@ -60,13 +88,17 @@ def run(args):
     else:
         held_out = holdout_size(len(train_embeds), args.holdout)
         if held_out:
+            if views is not None:  # the views of the held-out photos are not trained on either
+                views = Rows(views, holdout_rows(len(train_embeds), held_out, training_config.seed)[1])
             train_embeds, train_captions, val_embeds, val_captions = hold_out(
                 train_embeds, train_captions, held_out, training_config.seed)
             print(f"no validation data given: holding out {held_out} of {held_out + len(train_embeds)} training "
                   f"images (seed {training_config.seed}) to stop early and lower the learning rate; "
                   f"--holdout 0 trains on all of them", file=sys.stderr)
     check_self_critical_settings(training_config, has_val=val_embeds is not None)
-    encoder = ENCODER_BY_EMBED_SIZE.get(train_embeds.shape[1]) if args.encoder == "auto" else args.encoder
+    encoder = args.encoder
+    if encoder == "auto":
+        encoder = meta["encoder"] if meta else ENCODER_BY_EMBED_SIZE.get(train_embeds.shape[1])
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model_config = None
     if any(getattr(args, name, None) is not None for name in model_fields):
@@ -74,13 +106,14 @@ def run(args):
     history = training.train(
         args.out, train_embeds, train_captions, val_embeds, val_captions,
         model_config=model_config, training_config=training_config,
-        encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
+        encoder=encoder, progress=not args.quiet, log=lambda text: print(text, file=sys.stderr),
+        train_views=views, view_names=view_names)
     if training_config.self_critical_epochs:
         history = fine_tune(args.out, train_embeds, train_captions, val_embeds, val_captions,
                             progress=not args.quiet, log=lambda text: print(text, file=sys.stderr))
     source = SHAPES if any(CAPTIONS_ZIP_NAME in path for path in args.captions) else "captions"
     record_training_data(args.out, source, [os.path.abspath(path) for path in args.captions],
-                         images=len(train_embeds), held_out=held_out)
+                         images=len(train_embeds), held_out=held_out, views=view_names)
     if history:
         print(summary_line(args.out, history, training.best_epoch(history)))
 

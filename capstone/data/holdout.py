@@ -35,14 +35,19 @@ def holdout_size(n_images, share=HOLDOUT_SHARE):
     return int(min(HOLDOUT_MAX, max(1, round(share * n_images))))
 
 
+def holdout_rows(n_images, n_held_out, seed):
+    """(validation rows, training rows), each sorted: which images ``hold_out`` moves, by ``seed``."""
+    order = np.random.default_rng([seed, 4242]).permutation(n_images)
+    return np.sort(order[:n_held_out]), np.sort(order[n_held_out:])
+
+
 def hold_out(embeds, captions, n_held_out, seed):
     """(train embeds, train captions, val embeds, val captions): ``n_held_out`` images chosen by ``seed``.
 
     embeds: [images, ...] (an array or a memory map); captions: per image, its list of captions.
     Pooled embeddings are copied; spatial features stay where they are and are read per batch.
     """
-    order = np.random.default_rng([seed, 4242]).permutation(len(embeds))
-    val_rows, train_rows = np.sort(order[:n_held_out]), np.sort(order[n_held_out:])
+    val_rows, train_rows = holdout_rows(len(embeds), n_held_out, seed)
     if isinstance(embeds, np.memmap) or isinstance(embeds, Rows):
         train_embeds, val_embeds = Rows(embeds, train_rows), Rows(embeds, val_rows)
     else:

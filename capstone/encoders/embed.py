@@ -14,12 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from capstone.encoders.frozen import frozen_encoder, import_encoder
-from capstone.encoders.spatial import read_features
+from capstone.encoders.spatial import FeatureFile, read_features
+from capstone.encoders.views import split_views, views_path, with_views
 from capstone.errors import CapstoneError
 from capstone.support.disk import writing
 from capstone.support.precision import BFLOAT16, FLOAT32, check_precision
 from capstone.support.tf_session import make_session
 from utils import apply_model, read_pickle, save_pickle
+from utils.image_files import ImageFiles
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -49,15 +51,34 @@ class EncoderSession:
 
 
 def embed_images(source, encoder="efficientnet_lite0", weights="imagenet", batch_size=32,
-                 extensions=IMAGE_EXTENSIONS, show_progress=True, precision=FLOAT32):
-    """Every image of a zip or folder -> (float32 [N, D], N file names); precision: see ``EncoderSession``."""
+                 extensions=IMAGE_EXTENSIONS, show_progress=True, precision=FLOAT32, views=(), prefix=None):
+    """Every image of a zip or folder -> (float32 [N, D], N file names); precision: see ``EncoderSession``.
+
+    views: names from ``capstone.encoders.views.VIEWS``; their embeddings go, row for row, into
+    PREFIX_img_views.npy (float32 [N, V, D]).
+    """
     frozen = frozen_encoder(encoder, weights=weights)
     session = EncoderSession(frozen, precision)
+    out = FeatureFile(views_path(prefix), len(ImageFiles(source, extensions).files), np.float32) if views else None
+
+    def encode(pixels):
+        photos, photo_views = split_views(session(with_views(pixels, views)), len(pixels))  # [B, D], [B, V, D]
+        if out is not None:
+            out.write(photo_views)
+        return photos
+
     try:
         # The frozen graph normalises pixels itself, so the preprocessing step here is the identity.
-        return apply_model(source, session, lambda pixels: pixels, extensions=extensions,
-                           input_shape=(frozen.image_size, frozen.image_size), batch_size=batch_size,
-                           show_progress=show_progress)
+        result = apply_model(source, encode, lambda pixels: pixels, extensions=extensions,
+                             input_shape=(frozen.image_size, frozen.image_size), batch_size=batch_size,
+                             show_progress=show_progress)
+        if out is not None:
+            out.finish()
+        return result
+    except BaseException:
+        if out is not None:
+            out.discard()
+        raise
     finally:
         session.close()
 

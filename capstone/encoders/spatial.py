@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from capstone.encoders.frozen import frozen_encoder, import_encoder
+from capstone.encoders.views import split_views, views_path, with_views
 from capstone.errors import CapstoneError
 from capstone.support.precision import BFLOAT16, FLOAT32, check_precision
 from capstone.support.tf_session import make_session
@@ -55,14 +56,14 @@ class SpatialEncoderSession:
 class FeatureFile:
     """Rows of features written in order into ``path`` + ".part", renamed to ``path`` when complete."""
 
-    def __init__(self, path, rows):
+    def __init__(self, path, rows, dtype=FEATURES_DTYPE):
         self.path, self.part, self.rows, self.written = path, path + ".part", rows, 0
-        self.array = None
+        self.array, self.dtype = None, dtype
 
     def write(self, features):
         if self.array is None:  # the grid's shape is known with the first batch
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self.array = np.lib.format.open_memmap(self.part, mode="w+", dtype=FEATURES_DTYPE,
+            self.array = np.lib.format.open_memmap(self.part, mode="w+", dtype=self.dtype,
                                                    shape=(self.rows,) + features.shape[1:])
         self.array[self.written:self.written + len(features)] = features
         self.written += len(features)
@@ -71,7 +72,7 @@ class FeatureFile:
         """Flush, cut to the rows written (files that did not decode leave none), rename into place."""
         self.array.flush()
         if self.written < self.rows:
-            cut = np.lib.format.open_memmap(self.part + ".cut", mode="w+", dtype=FEATURES_DTYPE,
+            cut = np.lib.format.open_memmap(self.part + ".cut", mode="w+", dtype=self.dtype,
                                             shape=(self.written,) + self.array.shape[1:])
             for start in range(0, self.written, COPY_ROWS):
                 cut[start:start + COPY_ROWS] = self.array[start:start + COPY_ROWS]
@@ -89,25 +90,38 @@ class FeatureFile:
 
 
 def embed_spatial(source, encoder, prefix, weights="imagenet", batch_size=32, extensions=(".jpg", ".jpeg", ".png"),
-                  show_progress=True, precision=FLOAT32):
-    """Every image of a zip or folder -> PREFIX_img_features.npy; returns (pooled float32 [N, D], N names)."""
+                  show_progress=True, precision=FLOAT32, views=()):
+    """Every image of a zip or folder -> PREFIX_img_features.npy; returns (pooled float32 [N, D], N names).
+
+    views: names from ``capstone.encoders.views.VIEWS``; their pooled embeddings go into
+    PREFIX_img_views.npy [N, V, D] and their grids into PREFIX_img_view_features.npy [N, V, G, G, D].
+    """
     frozen = frozen_encoder(encoder, weights=weights)
     rows = len(ImageFiles(source, extensions).files)
-    out = FeatureFile(features_path(prefix), rows)
+    outs = [FeatureFile(features_path(prefix), rows)]
+    if views:
+        outs += [FeatureFile(views_path(prefix), rows, np.float32), FeatureFile(views_path(prefix, True), rows)]
     session = SpatialEncoderSession(frozen, precision)
 
     def encode(pixels):
-        embedding, features = session(pixels)
-        out.write(features)
+        embedding, features = session(with_views(pixels, views))  # [(1 + V) B, D], [(1 + V) B, G, G, D]
+        embedding, embedding_views = split_views(embedding, len(pixels))
+        features, feature_views = split_views(features, len(pixels))
+        outs[0].write(features)
+        if views:
+            outs[1].write(embedding_views)
+            outs[2].write(feature_views)
         return embedding
 
     try:
         embeds, fns = apply_model(source, encode, lambda pixels: pixels, extensions=extensions,
                                   input_shape=(frozen.image_size, frozen.image_size), batch_size=batch_size,
                                   show_progress=show_progress)
-        out.finish()
+        for out in outs:
+            out.finish()
     except BaseException:
-        out.discard()
+        for out in outs:
+            out.discard()
         raise
     finally:
         session.close()
@@ -131,7 +145,7 @@ def read_features(path, expected_count=None):
 
 def write_rows(path, features, rows):
     """features[rows] -> a new features file at ``path`` (a split), copied a few rows at a time."""
-    out, rows = FeatureFile(path, len(rows)), np.sort(rows)
+    out, rows = FeatureFile(path, len(rows), features.dtype), np.sort(rows)
     try:
         for start in range(0, len(rows), COPY_ROWS):
             out.write(np.asarray(features[rows[start:start + COPY_ROWS]]))

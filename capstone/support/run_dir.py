@@ -113,17 +113,20 @@ def load_run(path):
 SHAPES = "shapes"  # data "source" of the demo's synthetic pictures of coloured shapes
 
 
-def record_training_data(path, source, captions=(), images=None, held_out=None):
+def record_training_data(path, source, captions=(), images=None, held_out=None, views=()):
     """Write into RUN_DIR/config.json what the model was trained on.
 
     source: "shapes" for the demo's synthetic pictures, else a short name of the data (e.g. "captions");
     captions: the caption file(s) it learnt from; images: how many training images; held_out: how many
-    of the given training images were kept out for validation (``train`` without validation data).
+    of the given training images were kept out for validation (``train`` without validation data);
+    views: the extra views of them it also saw ("flip", "crop"; recorded only when there are some).
     """
     run = load_run(path)
     run.data = {"source": source, "captions": [str(c) for c in captions], "images": images}
     if held_out:
         run.data["held_out"] = held_out
+    if views:
+        run.data["views"] = list(views)
     save_run(run)
     return run
 
