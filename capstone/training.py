@@ -113,8 +113,7 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
         next_epoch = v1.placeholder(tf.int64, [], name="next_epoch")
         return TrainingGraph(
             graph=graph, decoder=decoder, train_op=train_op, learning_rate=learning_rate, epoch=epoch,
-            next_epoch=next_epoch,
-            set_epoch=epoch.assign(next_epoch), init=v1.global_variables_initializer(),
+            next_epoch=next_epoch, set_epoch=epoch.assign(next_epoch), init=v1.global_variables_initializer(),
             saver=v1.train.Saver(max_to_keep=None),  # keeps nothing itself: capstone.support.checkpoints prunes
         )
 
@@ -151,11 +150,9 @@ def learning_rate_for(history, config):
     whose validation loss was no new best. A function of the history alone, so a resumed run continues
     the schedule exactly; without validation data the rate stays constant."""
     best, stalls = math.inf, 0
-    for record in history:
-        if record.get("val_loss") is None:
-            continue
-        stalls += record["val_loss"] >= best
-        best = min(best, record["val_loss"])
+    for val_loss in (record.get("val_loss") for record in history):
+        if val_loss is not None:
+            stalls, best = stalls + (val_loss >= best), min(best, val_loss)
     return config.learning_rate * config.lr_decay ** stalls
 
 
