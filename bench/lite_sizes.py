@@ -11,6 +11,12 @@ alone. Each setting is timed on the same decoded photos (the CNN only, in a Sess
         --images ../shared/data/flickr8k/images --out /tmp/enc/bench
 
 Writes OUT/<encoder>-<size>_{train,val}_img_{embeds,fns}.pickle (the same numbers ``embed`` gives).
+The images/s of that run come one setting after another, so on a shared machine they follow the load;
+``--speed N`` instead times every setting on the same N photos, round-robin for 3 rounds (best round
+counts), so that all see the same load, and prints the ratios to the first setting:
+
+    python bench/lite_sizes.py --speed 160 --split /tmp/f8/all --images ../shared/data/flickr8k/images \
+        --settings efficientnet_lite0:224,efficientnet_lite1:240,efficientnet_lite2:260
 """
 
 import argparse
@@ -39,9 +45,10 @@ SETTINGS = (("efficientnet_lite0", 224), ("efficientnet_lite1", 224), ("efficien
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", required=True, help="PREFIX of an existing split: PREFIX_{train,val}_img_fns.pickle")
-    parser.add_argument("--captions", required=True)
+    parser.add_argument("--captions", help="needed unless --speed")
     parser.add_argument("--images", required=True, help="folder of the photos")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="needed unless --speed")
+    parser.add_argument("--speed", type=int, metavar="N", help="only time the settings, side by side, on N val photos")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--settings", default=",".join(f"{name}:{size}" for name, size in SETTINGS))
     return parser.parse_args()
@@ -71,8 +78,24 @@ def embed(session, photos, size, batch_size):
     return np.concatenate(out), seconds
 
 
+def speed(args):
+    photos = decoded(args.images, read_pickle(f"{args.split}_val_img_fns.pickle")[:args.speed])
+    settings = [(name, int(size)) for name, size in (s.split(":") for s in args.settings.split(","))]
+    sessions = [EncoderSession(encoder_at(name, size)) for name, size in settings]
+    best = [0.0] * len(settings)
+    for _ in range(3):
+        for i, ((name, size), session) in enumerate(zip(settings, sessions)):
+            session(np.zeros((2, size, size, 3), np.float32))  # warm-up, not timed
+            best[i] = max(best[i], len(photos) / embed(session, photos, size, args.batch_size)[1])
+    print("| encoder | input | images/s (CNN, best of 3 rounds) | x first |\n|---|---|---|---|")
+    for (name, size), per_second in zip(settings, best):
+        print(f"| {name} | {size} | {per_second:.1f} | {per_second / best[0]:.2f} |")
+
+
 def main():
     args = parse_args()
+    if args.speed:
+        return speed(args)
     fns = {part: read_pickle(f"{args.split}_{part}_img_fns.pickle") for part in ("train", "val")}
     fn_to_captions = load_captions(args.captions)
     train_captions = captions_for_fns(fns["train"], fn_to_captions, args.captions)
