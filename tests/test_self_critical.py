@@ -226,9 +226,11 @@ def test_the_cli_refuses_self_critical_training_without_validation_data(tmp_path
         csv.writer(f).writerows([("image", "caption")] + rows)
     p = str(tmp_path)
     args = ["train", "--train-embeds", f"{p}/train_img_embeds.pickle", "--train-fns", f"{p}/train_img_fns.pickle",
-            "--captions", f"{p}/captions.csv", "--out", f"{p}/run", "--self-critical-epochs", "2", *SMALL_FLAGS]
+            "--captions", f"{p}/captions.csv", "--out", f"{p}/run", "--self-critical-epochs", "2", "--holdout", "0",
+            *SMALL_FLAGS]
     assert main(args) == 2
-    assert "--self-critical-epochs needs validation data (--val-embeds/--val-fns)" in capsys.readouterr().err
+    assert "--self-critical-epochs needs validation data (--val-embeds/--val-fns, or --holdout > 0)" in \
+        capsys.readouterr().err
     assert main(args[:-len(SMALL_FLAGS)] + ["--self-critical-samples", "0", "--val-embeds", "x", "--val-fns", "y"]) == 2
     assert "--self-critical-samples must be >= 1" in capsys.readouterr().err
     assert not os.path.exists(f"{p}/run")  # refused before any training

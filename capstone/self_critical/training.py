@@ -44,7 +44,7 @@ def check_self_critical_settings(config, has_val):
     if not config.self_critical_learning_rate > 0:
         raise CapstoneError(f"--self-critical-learning-rate must be > 0, got {config.self_critical_learning_rate}")
     if not has_val:
-        raise CapstoneError("--self-critical-epochs needs validation data (--val-embeds/--val-fns): the epoch "
+        raise CapstoneError("--self-critical-epochs needs validation data (--val-embeds/--val-fns, or --holdout > 0): the epoch "
                             "kept in best/ is chosen by the validation CIDEr")
 
 
