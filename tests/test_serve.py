@@ -328,7 +328,7 @@ def test_run_serve_builds_the_index_and_runs_threaded(monkeypatch, photos, tmp_p
     assert (args.host, args.allow_private_urls, args.max_upload_mb) == ("127.0.0.1", False, 10)
     loaded, ran = [], []
     monkeypatch.setattr(final_model.FinalModel, "load",
-                        classmethod(lambda cls, path, with_encoder=False: loaded.append(with_encoder) or load_model()))
+                        classmethod(lambda cls, path, with_encoder=False, **_: loaded.append(with_encoder) or load_model()))
     monkeypatch.setattr("flask.Flask.run", lambda app, **kwargs: ran.append((app, kwargs)))
     run_serve(args)
     assert loaded == [True]

@@ -72,6 +72,8 @@ def run(args):
     if bool(args.val_embeds) != bool(args.val_fns):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
     args.precision = precision.resolve(args.precision)
+    # Bad self-critical flags fail before any file is read (validation data is checked once it is known).
+    check_self_critical_settings(config_from_args(TrainingConfig, args), has_val=True)
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)
     val_embeds = val_captions = None
     meta, views, view_names = embeddings_meta(args, train_embeds)
