@@ -4,32 +4,32 @@ Same architecture (the course's sizes: 2048-d embeddings -> 120 -> LSTM 300, wor
 logits through 120 to a COCO-sized vocabulary of 8,769 tokens), same batches (64 captions of
 COCO-like lengths, max_len 20), same initial weights, Adam(0.001):
 
-  (a) ours:    capstone.fast.FastDecoder as training uses it; the course Decoder for reference
+  (a) ours:    capstone.fast.FastDecoder as training uses it, in float32 and (where the hardware
+               multiplies it natively, capstone/support/precision.py) in bfloat16; the course
+               Decoder for reference
   (b) course:  the course notebook's graph, legacy Keras layers + tf.compat.v1 LSTMCell +
-               dynamic_rnn, in a subprocess with TF_USE_LEGACY_KERAS=1 (needs tf_keras, see
-               bench/requirements.txt)
+               dynamic_rnn (bench/peers.py; needs tf_keras, see bench/requirements.txt)
   (c) Keras 3: a functional model with LSTM(return_sequences=True), train_on_batch, the loss
-               masked with sample weights (subprocess)
+               masked with sample weights; with bfloat16 hardware also under Keras' own
+               "mixed_bfloat16" policy, so each precision of ours meets a peer in the same one
 
 Each peer first runs ``--check-steps`` steps from the shared initial weights on the same batches;
 its losses are compared with ours (the maths must agree). Then every variant is timed in
 ``--rounds`` interleaved rounds of ``--steps`` steps (warm-up excluded; the best round counts), so a
 burst of load from other programs hits all of them alike. ``--levers`` adds variants of ours that
-show what each speed-up gives. The last line is ``ratio: X.XX``, ours / the fastest peer, in steps
-per second. Target on 2 CPU cores: >= 1.5.
+show what each speed-up gives. The last line is ``ratio: X.XX``: ours, in the precision
+``--precision auto`` picks here, over the fastest peer in any precision, in steps per second.
+Targets on 2 CPU cores: >= 1.5 in float32, >= 2.5 with bfloat16 hardware (issue #19).
 
     python bench/train_step.py
     python bench/train_step.py --levers --rounds 2
 """
 
 import argparse
-import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,8 +37,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-VOCAB_SIZE, PAD_IDX, START_IDX, END_IDX = 8769, 0, 2, 3  # COCO-sized vocabulary, course's special tokens first
-BATCH_SIZE, MAX_LEN, LEARNING_RATE = 64, 20, 0.001
+from peers import (BATCH_SIZE, LEARNING_RATE, MAX_LEN, PAD_IDX, VOCAB_SIZE, Timer, Worker,  # noqa: E402
+                   make_batches, model_config)
+
+
+FLOAT32_OURS, BFLOAT16_OURS = "(a) ours: FastDecoder", "(a) ours: FastDecoder, bfloat16"
 
 
 def parse_args():
@@ -49,52 +52,9 @@ def parse_args():
     parser.add_argument("--check-steps", type=int, default=5, help="steps whose losses are compared across models")
     parser.add_argument("--batches", type=int, default=5, help="distinct batches, used in turn")
     parser.add_argument("--levers", action="store_true", help="also time variants of ours, one speed-up at a time")
-    parser.add_argument("--worker", choices=("legacy", "keras3"), help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=("auto", "float32"), default="auto",
+                        help="auto (default): also bfloat16 variants where the hardware has it; float32: only float32")
     return parser.parse_args()
-
-
-# -- the shared problem ------------------------------------------------------------------------
-
-
-def make_batches(n_batches, seed=0):
-    """[(img_embeds [64, 2048] float32, sentences [64, <=20] int32)], captions of COCO-like lengths.
-
-    COCO captions have 10.5 +- 2.5 words; with START and END and cut at max_len, about 65 % of
-    the [64, T-1] target positions are words, the rest PAD.
-    """
-    from capstone.captions import batch_captions_to_matrix
-
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(n_batches):
-        n_words = np.clip(np.round(rng.normal(10.5, 2.5, BATCH_SIZE)), 5, 30).astype(int)
-        captions = [[START_IDX, *rng.integers(END_IDX + 1, VOCAB_SIZE, n), END_IDX] for n in n_words]
-        sentences = batch_captions_to_matrix(captions, PAD_IDX, max_len=MAX_LEN).astype(np.int32)
-        # InceptionV3 embeddings are averages of ReLUs: non-negative, mostly small
-        embeds = rng.gamma(0.5, 0.8, (BATCH_SIZE, 2048)).astype(np.float32)
-        batches.append((embeds, sentences))
-    return batches
-
-
-def model_config():
-    from capstone.config import ModelConfig
-    return ModelConfig()  # the course's sizes
-
-
-class Timer:
-    """Runs ``step(i)`` and measures wall and CPU seconds per step."""
-
-    def __init__(self, step):
-        self.step = step
-        self.done = 0
-
-    def run(self, steps):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            self.step(self.done)
-            self.done += 1
-        return {"seconds": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "steps": steps}
 
 
 # -- (a) ours ------------------------------------------------------------------------------------
@@ -104,19 +64,21 @@ class OursVariant:
     """A decoder of ours in its own graph and session, started from the shared initial weights.
 
     make_decoder() builds it (default FastDecoder, what training uses); xla turns on the session's XLA
-    auto-clustering; threads = (intra, inter) or None for make_session's choice.
+    auto-clustering; threads = (intra, inter) or None for make_session's choice; precision: of its matmuls.
     """
 
-    def __init__(self, weights, batches, make_decoder=None, xla=False, threads=None):
+    def __init__(self, weights, batches, make_decoder=None, xla=False, threads=None, precision="float32"):
         import tensorflow as tf
 
         from capstone.fast import FastDecoder
+        from capstone.support.precision import set_graph_precision
         from capstone.support.tf_session import session_config
 
         v1 = tf.compat.v1
         make_decoder = make_decoder or (lambda: FastDecoder(VOCAB_SIZE, PAD_IDX, model_config()))
         self.graph = tf.Graph()
         with self.graph.as_default():
+            set_graph_precision(precision)
             self.decoder = make_decoder()
             self.train_op = v1.train.AdamOptimizer(LEARNING_RATE).minimize(self.decoder.loss)
             init = v1.global_variables_initializer()
@@ -237,182 +199,20 @@ def staged_decoders():
     }
 
 
-# -- (b) the course's graph, legacy Keras ---------------------------------------------------------
-
-
-def legacy_worker(data):
-    """The course notebook's decoder as it was written for TF1, fed our weights. Runs in its own process."""
-    import tensorflow as tf
-
-    from capstone.support.tf_session import session_config
-
-    v1 = tf.compat.v1
-    v1.disable_eager_execution()
-    L = tf.keras.layers  # tf_keras, because TF_USE_LEGACY_KERAS=1
-    config = model_config()
-
-    img_embeds = v1.placeholder("float32", [None, config.img_embed_size])
-    sentences = v1.placeholder("int32", [None, None])
-    img_embed_to_bottleneck = L.Dense(config.img_embed_bottleneck, activation="elu")
-    img_embed_bottleneck_to_h0 = L.Dense(config.lstm_units, activation="elu")
-    word_embed = L.Embedding(VOCAB_SIZE, config.word_embed_size)
-    lstm = v1.nn.rnn_cell.LSTMCell(config.lstm_units)
-    token_logits_bottleneck = L.Dense(config.logit_bottleneck, activation="elu")
-    token_logits = L.Dense(VOCAB_SIZE)
-    c0 = h0 = img_embed_bottleneck_to_h0(img_embed_to_bottleneck(img_embeds))
-    word_embeds = word_embed(sentences[:, :-1])
-    hidden_states, _ = v1.nn.dynamic_rnn(lstm, word_embeds, initial_state=v1.nn.rnn_cell.LSTMStateTuple(c0, h0))
-    flat_hidden_states = tf.reshape(hidden_states, [-1, config.lstm_units])
-    flat_token_logits = token_logits(token_logits_bottleneck(flat_hidden_states))
-    flat_ground_truth = tf.reshape(sentences[:, 1:], [-1])
-    flat_loss_mask = tf.not_equal(flat_ground_truth, PAD_IDX)
-    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=flat_ground_truth, logits=flat_token_logits)
-    loss = tf.reduce_mean(tf.boolean_mask(xent, flat_loss_mask))
-    train_step = v1.train.AdamOptimizer(LEARNING_RATE).minimize(loss)
-
-    session = v1.Session(config=session_config())
-    session.run(v1.global_variables_initializer())
-    w = data["weights"]
-    # TF1's LSTMCell keeps one kernel [input + units, 4 * units] (gates i, j, f, o, as ours):
-    # our input_kernel on top of our recurrent_kernel.
-    values = {
-        img_embed_to_bottleneck: [w["img_embed_to_bottleneck/kernel"], w["img_embed_to_bottleneck/bias"]],
-        img_embed_bottleneck_to_h0: [w["img_embed_bottleneck_to_h0/kernel"], w["img_embed_bottleneck_to_h0/bias"]],
-        word_embed: [w["word_embed/embeddings"]],
-        lstm: [np.concatenate([w["lstm/input_kernel"], w["lstm/recurrent_kernel"]]), w["lstm/bias"]],
-        token_logits_bottleneck: [w["token_logits_bottleneck/kernel"], w["token_logits_bottleneck/bias"]],
-        token_logits: [w["token_logits/kernel"], w["token_logits/bias"]],
-    }
-    for layer, layer_values in values.items():
-        for variable, value in zip(layer.weights, layer_values):
-            variable.load(value, session)
-
-    feeds = [{img_embeds: e, sentences: s} for e, s in data["batches"]]
-    losses = [float(session.run([loss, train_step], feeds[i % len(feeds)])[0]) for i in range(data["check_steps"])]
-    return losses, Timer(lambda i: session.run(train_step, feeds[i % len(feeds)]))
-
-
-# -- (c) idiomatic Keras 3 --------------------------------------------------------------------------
-
-
-def keras3_worker(data):
-    """A Keras 3 functional model of the same decoder, trained with train_on_batch. Runs in its own process."""
-    import keras
-    import tensorflow as tf
-
-    from capstone.support.tf_session import session_config
-
-    threads = session_config()
-    tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op_parallelism_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op_parallelism_threads)
-    config = model_config()
-    L = keras.layers
-
-    img_embeds = keras.Input((config.img_embed_size,), name="img_embeds")
-    words = keras.Input((None,), dtype="int32", name="words")  # all tokens but the last
-    bottleneck = L.Dense(config.img_embed_bottleneck, activation="elu")
-    to_h0 = L.Dense(config.lstm_units, activation="elu")
-    embed = L.Embedding(VOCAB_SIZE, config.word_embed_size)
-    lstm = L.LSTM(config.lstm_units, return_sequences=True)
-    logits_bottleneck = L.Dense(config.logit_bottleneck, activation="elu")
-    logits = L.Dense(VOCAB_SIZE)
-    h0 = to_h0(bottleneck(img_embeds))
-    hidden_states = lstm(embed(words), initial_state=[h0, h0])
-    model = keras.Model([img_embeds, words], logits(logits_bottleneck(hidden_states)))
-    # epsilon as TF1's AdamOptimizer, so the losses can be compared with ours
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, epsilon=1e-8),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-
-    w = data["weights"]
-    units = config.lstm_units
-
-    def keras_gates(matrix):  # ours i, j, f, o -> Keras i, f, c(=j), o
-        i, j, f, o = np.split(matrix, 4, axis=-1)
-        return np.concatenate([i, f, j, o], axis=-1)
-
-    lstm_bias = w["lstm/bias"].copy()
-    lstm_bias[2 * units:3 * units] += 1.0  # our forget bias of 1, folded into Keras' f bias
-    bottleneck.set_weights([w["img_embed_to_bottleneck/kernel"], w["img_embed_to_bottleneck/bias"]])
-    to_h0.set_weights([w["img_embed_bottleneck_to_h0/kernel"], w["img_embed_bottleneck_to_h0/bias"]])
-    embed.set_weights([w["word_embed/embeddings"]])
-    lstm.set_weights([keras_gates(w["lstm/input_kernel"]), keras_gates(w["lstm/recurrent_kernel"]),
-                      keras_gates(lstm_bias)])
-    logits_bottleneck.set_weights([w["token_logits_bottleneck/kernel"], w["token_logits_bottleneck/bias"]])
-    logits.set_weights([w["token_logits/kernel"], w["token_logits/bias"]])
-
-    def batch(i):
-        embeds, sentences = data["batches"][i % len(data["batches"])]
-        targets = sentences[:, 1:]
-        mask = (targets != PAD_IDX).astype(np.float32)
-        # Keras divides the weighted sum by the number of positions; scaling the weights makes the
-        # loss the mean over real tokens, as in the course.
-        return [embeds, sentences[:, :-1]], targets, mask * (mask.size / mask.sum())
-
-    losses = [float(model.train_on_batch(*batch(i))) for i in range(data["check_steps"])]
-    return losses, Timer(lambda i: model.train_on_batch(*batch(i)))
-
-
-def serve_worker(kind, data_path):
-    """Worker process: build, report check losses and warm up, then time rounds on request."""
-    data = dict(np.load(data_path, allow_pickle=True).item())
-    losses, timer = (legacy_worker if kind == "legacy" else keras3_worker)(data)
-    timer.run(data["warmup"])
-    print(json.dumps({"losses": losses}), flush=True)
-    for line in sys.stdin:
-        if line.strip() == "quit":
-            break
-        print(json.dumps(timer.run(int(line))), flush=True)
-
-
-class Worker:
-    """A peer in a subprocess, driven line by line (so its rounds interleave with ours)."""
-
-    def __init__(self, kind, data_path, env=None):
-        self.log = tempfile.TemporaryFile("w+")  # its TensorFlow chatter, shown only if it fails
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", kind, "--data", data_path], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.log, text=True, env={**os.environ, **(env or {})})
-        self.kind = kind
-        self._losses = None
-
-    def _reply(self):
-        for line in self.process.stdout:
-            if line.startswith("{"):  # libraries may print other lines
-                return json.loads(line)
-        self.log.seek(0)
-        raise RuntimeError(f"{self.kind} worker exited with status {self.process.wait()}:\n{self.log.read()[-3000:]}")
-
-    def losses(self):
-        if self._losses is None:
-            self._losses = self._reply()["losses"]
-        return self._losses
-
-    def run(self, steps):
-        self.losses()  # the first reply: built and warmed up
-        self.process.stdin.write(f"{steps}\n")
-        self.process.stdin.flush()
-        return self._reply()
-
-    def close(self):
-        if self.process.poll() is None:
-            self.process.stdin.write("quit\n")
-            self.process.stdin.close()
-            self.process.wait()
-        self.log.close()
-
-
 # -- the comparison ---------------------------------------------------------------------------------
 
 
 def main():
+    from capstone.support.precision import resolve
+
     args = parse_args()
-    if args.worker:
-        return serve_worker(args.worker, args.data)
+    bfloat16 = resolve(args.precision) == "bfloat16"
     load_before = os.getloadavg()[0]
     batches = make_batches(args.batches)
     real = np.mean([(s[:, 1:] != PAD_IDX).mean() for _, s in batches])
     print(f"load average before: {load_before:.2f} on {os.cpu_count()} CPUs; batch {BATCH_SIZE}, max_len {MAX_LEN}, "
-          f"vocab {VOCAB_SIZE}, {100 * real:.0f}% of target positions are words")
+          f"vocab {VOCAB_SIZE}, {100 * real:.0f}% of target positions are words; "
+          f"bfloat16 variants: {'yes' if bfloat16 else 'no (--precision auto found no native bfloat16)'}")
 
     ours = OursVariant(None, batches)
     weights = ours.weights()  # the shared initial weights
@@ -420,14 +220,18 @@ def main():
         data_path = os.path.join(tmp, "data.npy")
         np.save(data_path, {"weights": weights, "batches": batches, "check_steps": args.check_steps,
                             "warmup": args.warmup}, allow_pickle=True)
-        peers = {"(b) course graph: legacy Keras + LSTMCell": Worker("legacy", data_path, {"TF_USE_LEGACY_KERAS": "1"}),
+        peers = {"(b) course graph: legacy Keras + LSTMCell": Worker("legacy", data_path),
                  "(c) Keras 3 LSTM + train_on_batch": Worker("keras3", data_path)}
+        if bfloat16:
+            peers["(c) Keras 3, mixed_bfloat16 policy"] = Worker("keras3_bf16", data_path)
         try:
             for peer in peers.values():
                 peer.losses()  # wait for the peers to build before our timing starts
             from capstone.decoder import Decoder
             course_graph = OursVariant(weights, batches, lambda: Decoder(VOCAB_SIZE, PAD_IDX, model_config()))
-            variants = {"(a) ours: FastDecoder": ours, "(a) ours: course Decoder": course_graph}
+            variants = {FLOAT32_OURS: ours, "(a) ours: course Decoder": course_graph}
+            if bfloat16:
+                variants[BFLOAT16_OURS] = OursVariant(weights, batches, precision="bfloat16")
             if args.levers:
                 variants.update(lever_variants(weights, batches))
             # every variant starts from the shared initial weights: the same losses, step by step
@@ -441,7 +245,7 @@ def main():
                     rounds[name].append(variant.timer.run(args.steps))
                 for name, peer in peers.items():
                     rounds[name].append(peer.run(args.steps))
-            report(rounds, losses, list(peers), load_before)
+            report(rounds, losses, list(peers), load_before, BFLOAT16_OURS if bfloat16 else FLOAT32_OURS)
         finally:
             for peer in peers.values():
                 peer.close()
@@ -459,8 +263,9 @@ def lever_variants(weights, batches):
     return variants
 
 
-def report(rounds, losses, peers, load_before):
-    """The table, the loss agreement, and the ratio line."""
+def report(rounds, losses, peers, load_before, chosen):
+    """The table, the loss agreement, and the ratio lines (``chosen``: the variant of ours that
+    --precision auto trains with here)."""
     print(f"{'':52s} {'steps/s':>8s} {'(median)':>9s} {'CPU s/step':>11s}")
     speed = {}
     for name, timings in rounds.items():
@@ -468,15 +273,20 @@ def report(rounds, losses, peers, load_before):
         speed[name] = max(per_round)
         cpu = min(t["cpu"] / t["steps"] for t in timings)
         print(f"{name:52s} {speed[name]:8.2f} {np.median(per_round):9.2f} {cpu:11.3f}")
-    ours = "(a) ours: FastDecoder"
+    ours = FLOAT32_OURS
     print(f"losses of ours, {len(losses[ours])} steps from the shared weights: "
           f"{' '.join(f'{x:.5f}' for x in losses[ours])}")
     for name, values in losses.items():
         if name != ours:
             print(f"  max |loss - ours| {name.strip():48s} {np.max(np.abs(np.subtract(values, losses[ours]))):.1e}")
     fastest_peer = max(speed[name] for name in peers)
+    float32_peer = max(speed[name] for name in peers if "bfloat16" not in name)
     print(f"load average after: {os.getloadavg()[0]:.2f} (before {load_before:.2f})")
-    print(f"ratio: {speed[ours] / fastest_peer:.2f}")
+    print(f"float32: ours / the fastest float32 peer {speed[ours] / float32_peer:.2f}")
+    if chosen != ours:
+        print(f"bfloat16: ours {speed[chosen]:.2f} steps/s = x{speed[chosen] / speed[ours]:.2f} ours in float32, "
+              f"x{speed[chosen] / float32_peer:.2f} the fastest float32 peer")
+    print(f"ratio: {speed[chosen] / fastest_peer:.2f}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,16 @@ def test_auto_follows_the_hardware(has_bfloat16):
     assert precision.resolve("float32") == "float32"
 
 
+def test_auto_picks_bfloat16_only_for_the_steps_measured_faster_in_it(has_bfloat16):
+    assert precision.resolve("auto", path="train:show_and_tell") == "bfloat16"
+    assert precision.resolve("auto", path="embed:inception_v3") == "bfloat16"
+    for slower in ("train:attention", "embed:efficientnet_lite0", "embed:efficientnet_lite1", "caption"):
+        assert precision.resolve("auto", path=slower) == "float32", slower
+        assert precision.resolve("bfloat16", path=slower) == "bfloat16", slower  # asked for, it is given
+    assert precision.step_precisions("auto", ["embed:efficientnet_lite0", "train:show_and_tell", "caption"]) == \
+        {"embed:efficientnet_lite0": "float32", "train:show_and_tell": "bfloat16", "caption": "float32"}
+
+
 def test_without_the_hardware_auto_is_float32_and_bfloat16_an_error(no_bfloat16):
     assert precision.bfloat16_hardware() is None
     assert precision.resolve("auto") == "float32"
@@ -113,6 +123,32 @@ def test_training_in_bfloat16_ends_within_one_percent_of_float32(tmp_path):
     # Checkpoints are float32 either way: the bfloat16 run's loads into a float32 graph and back.
     reader = tf.train.load_checkpoint(str(tmp_path / "bfloat16" / "model"))
     assert set(reader.get_variable_to_dtype_map().values()) <= {tf.float32, tf.int64}
+
+
+def test_padded_bfloat16_cross_entropy_and_its_gradients_match_float32():
+    """The bfloat16 logits product pads its operands to whole AMX tiles (37 rows -> 64, 120 -> 128, 970 words ->
+    1024): the padding must not change a number beyond bfloat16's rounding, nor leak into a gradient. Logits
+    well below 0 make any leak plain: a padded column counted in the softmax at logit 0 would dominate it."""
+    from capstone.fast.ops import dense_softmax_cross_entropy
+
+    rng = np.random.default_rng(0)
+    inputs, kernel = rng.normal(size=(37, 120)).astype(np.float32), rng.normal(0, 0.1, (120, 970)).astype(np.float32)
+    bias, labels = rng.normal(-4, 1, size=970).astype(np.float32), rng.integers(0, 970, 37)
+    row_weights = rng.uniform(0.5, 1.5, 37).astype(np.float32)  # d loss / d xent, unequal per row
+    results = {}
+    for name in precision.PRECISIONS:
+        graph = tf.Graph()
+        with graph.as_default():
+            precision.set_graph_precision(name)
+            x, w, b = (tf.constant(v) for v in (inputs, kernel, bias))
+            xent = dense_softmax_cross_entropy(x, w, b, tf.constant(labels))
+            with v1.Session(graph=graph) as session:
+                results[name] = session.run([xent, *tf.gradients(tf.reduce_sum(xent * row_weights), [x, w, b])])
+    exact, rounded = results["float32"], results["bfloat16"]
+    assert [r.shape for r in rounded] == [(37,), (37, 120), (120, 970), (970,)]
+    for a, b in zip(exact, rounded):
+        assert np.all(np.isfinite(b)) and np.abs(a - b).max() < 0.02 * np.abs(a).max() + 1e-3
+    assert np.abs(exact[0] - rounded[0]).max() < 0.05   # cross-entropies ~7: rounding, not padding
 
 
 def test_old_runs_were_float32():

@@ -76,7 +76,7 @@ def run(args):
     from capstone.final_model import FinalModel
 
     _check_caption_args(args)
-    precision = resolve(args.precision)
+    precision = resolve(args.precision, path="caption")
     if args.attention_plot:
         from capstone.support.run_dir import load_run
 

@@ -31,7 +31,7 @@ from capstone.commands.common import OFFLINE_ENCODER as ENCODER
 from capstone.evaluation.attention_plot import ATTENTION_EXAMPLES, save_attention_figures
 from capstone.support.atomic import remove_stale_temporaries, write_json
 from capstone.support.disk import writing
-from capstone.support.precision import add_precision_argument, resolve
+from capstone.support.precision import add_precision_argument, resolve, step_precisions
 from capstone.final_model import FinalModel
 from capstone.training import best_epoch, train
 
@@ -92,7 +92,9 @@ def run_dir_of(out, decoder, decoders):
 
 def run_demo(out="runs/demo", quick=False, log=print, decoder="both", precision="float32"):
     """Run every step; returns the metrics dict also written to OUT/metrics.json.
-    precision: of every matmul, "float32" or "bfloat16" (``capstone.support.precision``)."""
+    precision: of the matmuls, "float32", "bfloat16" or "auto" (each step as ``--precision auto``
+    chooses it: ``capstone.support.precision.resolve``)."""
+    chosen = step_precisions(precision, [f"embed:{ENCODER}", *(f"train:{d}" for d in DECODERS[decoder]), "caption"])
     started = time.time()
     settings = demo_settings(quick)
     decoders = DECODERS[decoder]
@@ -106,7 +108,8 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both", precision=
 
     log("2/5 image embeddings")
     spatial = "attention" in decoders
-    splits = {split: embed_split(dataset.image_zips[split], os.path.join(data_dir, split), log, spatial, precision)
+    splits = {split: embed_split(dataset.image_zips[split], os.path.join(data_dir, split), log, spatial,
+                                 chosen[f"embed:{ENCODER}"])
               for split in SPLITS}
     captions = {split: captions_for_fns(fns, fn_to_captions, dataset.captions_zip)
                 for split, (_, _, fns) in splits.items()}
@@ -119,7 +122,7 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both", precision=
         training_config = settings.attention_training if name == "attention" else settings.training
         history = train(run_dir, splits["train"][inputs], captions["train"], splits["val"][inputs], captions["val"],
                         model_config=None if runs.is_run_dir(run_dir) else model_config,
-                        training_config=dataclasses.replace(training_config, precision=precision),
+                        training_config=dataclasses.replace(training_config, precision=chosen[f"train:{name}"]),
                         encoder=ENCODER, log=log)
         runs.record_training_data(run_dir, runs.SHAPES, [dataset.captions_zip], images=len(splits["train"][2]))
         best = best_epoch(history)
@@ -131,7 +134,7 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both", precision=
     scenes = load_scenes(dataset.captions_zip, "test")  # what each test picture holds: are the captions true?
     results, maps = {}, None
     for name in decoders:
-        model = FinalModel.load(run_dir_of(out, name, decoders), precision=precision)
+        model = FinalModel.load(run_dir_of(out, name, decoders), precision=chosen["caption"])
         inputs = np.asarray(test_grids, np.float32) if name == "attention" else test_embeds
         results[name] = {kind: evaluate_model(model, inputs, test_fns, fn_to_captions, beam=beam, scenes=scenes)
                          for kind, beam in (("greedy", 0), (f"beam{BEAM_SIZE}", BEAM_SIZE))}
@@ -168,7 +171,7 @@ def run_demo(out="runs/demo", quick=False, log=print, decoder="both", precision=
                           "beam": main[f"beam{BEAM_SIZE}"]["captions"][fn],
                           "references": fn_to_captions[fn]} for fn in shown},
         "seconds": round(time.time() - started, 1),
-        "precision": precision,
+        "precision": chosen,
     }
     with writing(os.path.join(out, "metrics.json"), again):
         write_json(os.path.join(out, "metrics.json"), metrics)
@@ -194,7 +197,7 @@ def add_arguments(p):
 
 def run(args):
     log = lambda text: print(text, flush=True)  # noqa: E731
-    precision = resolve(args.precision)
+    resolve(args.precision)  # --precision bfloat16 without the hardware fails before any work
     if args.photos or args.captions:
         from capstone.commands.photos import run_photos_demo
         from capstone.errors import CapstoneError
@@ -203,12 +206,12 @@ def run(args):
             raise CapstoneError("give both --photos DIR and --captions SRC (or neither, for the shapes demo)")
         if not os.path.exists(args.photos):
             raise CapstoneError(f"{args.photos}: no such folder or zip of photos")
-        metrics = run_photos_demo(args.photos, args.captions, args.out, log=log, seed=args.seed, precision=precision)
+        metrics = run_photos_demo(args.photos, args.captions, args.out, log=log, seed=args.seed, precision=args.precision)
         print(f"run directory: {args.out}  (examples.png, attention.png, loss.png, metrics.json); caption photos "
               f"with it: python -m capstone caption {args.out} photo.jpg")
         print(json.dumps({name: metrics[name] for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour")}))
         return
-    metrics = run_demo(args.out, quick=args.quick, log=log, decoder=args.decoder, precision=precision)
+    metrics = run_demo(args.out, quick=args.quick, log=log, decoder=args.decoder, precision=args.precision)
     print(f"run directory: {args.out}  (examples.png, loss.png, metrics.json); caption pictures with it: "
           f"python -m capstone caption {args.out} picture.jpg  (it has learnt only shapes: for photos, "
           f"README 'Real photos')")

@@ -34,7 +34,7 @@ def run(args):
 
     spec = encoder_spec(args.encoder)  # an unknown name fails before any work
     views = parse_views(args.augment)
-    chosen = precision.resolve(args.precision)
+    chosen = precision.resolve(args.precision, path=f"embed:{args.encoder}")
     if not os.path.exists(args.source):
         raise CapstoneError(f"{args.source}: no such zip file or folder")
     if os.path.exists(meta_path(args.out)):  # it would describe older files until the new one is written

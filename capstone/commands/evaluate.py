@@ -79,7 +79,7 @@ def run(args):
         raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
     if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
         raise CapstoneError("give --images, or --embeds and --fns")
-    precision = resolve(args.precision)
+    precision = resolve(args.precision, path="caption")
     fn_to_captions = {}
     for source in args.captions:
         fn_to_captions.update(load_captions(source))

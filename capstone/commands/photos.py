@@ -29,6 +29,7 @@ from capstone.final_model import FinalModel
 from capstone.support import run_dir as runs
 from capstone.support.atomic import write_json
 from capstone.support.disk import writing
+from capstone.support.precision import step_precisions
 from capstone.training import best_epoch, train
 
 # Measured on Flickr8k (5,168 training photos, 500 validation, 1,000 test; README 'Real photos'):
@@ -72,14 +73,16 @@ def split_photos(captions_source, data_dir, seed, log):
 
 
 def run_photos_demo(photos, captions_source, out, log=print, seed=0, precision="float32"):
-    """Run every step; returns the metrics dict also written to OUT/metrics.json."""
+    """Run every step; returns the metrics dict also written to OUT/metrics.json.
+    precision: "float32", "bfloat16" or "auto" (each step as its own command would choose it)."""
+    chosen = step_precisions(precision, [f"embed:{ENCODER}", f"train:{MODEL.decoder}", "caption"])
     started, again = time.time(), "run the same command again: it picks up where it stopped"
     data_dir = os.path.join(out, "data")
     with writing(data_dir, again):
         os.makedirs(data_dir, exist_ok=True)
     fn_to_captions = load_captions(captions_source)
     log("1/4 image embeddings and feature grids")
-    embed_photos(photos, data_dir, log, precision)
+    embed_photos(photos, data_dir, log, chosen[f"embed:{ENCODER}"])
     split_photos(captions_source, data_dir, seed, log)
     data = {}
     for split in SPLITS:
@@ -91,7 +94,7 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0, precision="
     log(f"2/4 training the attention decoder in {out} ({len(data['train'][2])} photos)")
     history = train(out, data["train"][1], data["train"][3], data["val"][1], data["val"][3],
                     model_config=None if runs.is_run_dir(out) else MODEL,
-                    training_config=dataclasses.replace(TRAINING, precision=precision),
+                    training_config=dataclasses.replace(TRAINING, precision=chosen[f"train:{MODEL.decoder}"]),
                     encoder=ENCODER, log=log)
     runs.record_training_data(out, "captions", [os.path.abspath(captions_source)], images=len(data["train"][2]))
     best = best_epoch(history)
@@ -100,7 +103,7 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0, precision="
 
     log(f"3/4 captioning the {len(data['test'][2])} test photos (greedy, beam search, nearest-neighbour baseline)")
     test_pooled, test_grids, test_fns, _ = data["test"]
-    model = FinalModel.load(out, precision=precision)
+    model = FinalModel.load(out, precision=chosen["caption"])
     grids = np.asarray(test_grids, np.float32)
     greedy = evaluate_model(model, grids, test_fns, fn_to_captions, source=captions_source)
     beam = evaluate_model(model, grids, test_fns, fn_to_captions, beam=BEAM_SIZE, source=captions_source)
@@ -121,7 +124,7 @@ def run_photos_demo(photos, captions_source, out, log=print, seed=0, precision="
                "attention": {**greedy["scores"], f"beam{BEAM_SIZE}": beam["scores"]},
                "examples": {fn: {"attention_greedy": greedy["captions"][fn], "beam": beam["captions"][fn],
                                  "references": fn_to_captions[fn]} for fn in shown},
-               "seconds": round(time.time() - started, 1), "precision": precision}
+               "seconds": round(time.time() - started, 1), "precision": chosen}
     with writing(os.path.join(out, "metrics.json"), again):
         write_json(os.path.join(out, "metrics.json"), metrics)
     for name in ("greedy", f"beam{BEAM_SIZE}", "nearest_neighbour"):

@@ -71,7 +71,9 @@ def run(args):
 
     if bool(args.val_embeds) != bool(args.val_fns):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
-    args.precision = precision.resolve(args.precision)
+    decoder = args.decoder or (runs.load_run(args.out).model_config.decoder if runs.is_run_dir(args.out)
+                               else ModelConfig().decoder)
+    args.precision = precision.resolve(args.precision, path=f"train:{decoder}")
     # Bad self-critical flags fail before any file is read (validation data is checked once it is known).
     check_self_critical_settings(config_from_args(TrainingConfig, args), has_val=True)
     train_embeds, train_captions = load_split(args.train_embeds, args.train_fns, args.captions)

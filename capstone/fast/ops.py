@@ -159,31 +159,50 @@ def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
     training step. TensorFlow builds it with a one-hot subtraction pass; here only softmax * d is
     built and the one-hot part, which touches one entry per row, is applied to the small gradients
     of inputs, kernel and bias instead (a gather and two segment sums).
+
+    In a bfloat16 graph the three [N, K] x [K, vocab] products run in bfloat16 on operands padded to
+    whole AMX tiles (``precision.ALIGN_ROWS`` / ``ALIGN_COLUMNS``: zeros, and logits of -1e30 in the
+    padded vocabulary columns, which softmax turns into 0); the softmax and everything else stay float32.
     """
     labels = tf.cast(labels, tf.int32)
-    vocab_size = tf.shape(bias)[0]
+    units, vocab_size = kernel.shape                                    # K, vocab (a variable's static shape)
+    padded = precision.graph_precision() == precision.BFLOAT16
 
     @tf.custom_gradient
     def cross_entropy(inputs, kernel, bias):
-        # In a bfloat16 graph the three [N, K] x [K, vocab] products run in bfloat16 (each operand
-        # cast once); the softmax and everything else stay float32.
-        product_kernel = precision.for_matmul(kernel)
-        logits = tf.nn.bias_add(precision.matmul(inputs, product_kernel), bias)  # [N, vocab]
+        n = tf.shape(inputs)[0]
+        x, w, b, rows_labels = inputs, precision.for_matmul(kernel), bias, labels
+        if padded:  # [Np, Kp], [Kp, Vp], [Vp], [Np]
+            rows = precision.aligned_size(n, precision.ALIGN_ROWS)
+            width = precision.aligned_size(units, precision.ALIGN_ROWS)
+            columns = precision.aligned_size(vocab_size, precision.ALIGN_COLUMNS)
+            x = precision.pad_to(precision.for_matmul(inputs), rows, width)
+            w = precision.pad_to(w, width, columns)
+            b = tf.pad(bias, [[0, columns - vocab_size]], constant_values=-1e30)
+            rows_labels = tf.pad(labels, [[0, rows - n]])
+        logits = tf.nn.bias_add(precision.matmul(x, w), b)              # [N, vocab] (padded: [Np, Vp])
         top = tf.reduce_max(logits, axis=1, keepdims=True)             # [N, 1], for stable exponentials
         exps = tf.exp(logits - top)                                    # [N, vocab]
         sums = tf.reduce_sum(exps, axis=1, keepdims=True)              # [N, 1]
-        label_logits = tf.gather_nd(logits, tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1))
+        label_logits = tf.gather_nd(logits, tf.stack([tf.range(tf.shape(rows_labels)[0]), rows_labels], axis=1))
         xent = tf.squeeze(tf.math.log(sums) + top, 1) - label_logits   # log-sum-exp - the label's logit
+        if padded:
+            xent = xent[:n]
 
         def gradient(d_xent):
-            d_logits = exps * (d_xent[:, None] / sums)                 # softmax * d, [N, vocab]
+            d_rows = tf.pad(d_xent, [[0, rows - n]]) if padded else d_xent  # padded rows: no gradient
+            d_logits = exps * (d_rows[:, None] / sums)                 # softmax * d, [N, vocab]
             product_d_logits = precision.for_matmul(d_logits)
             d_label = d_xent[:, None] * inputs                         # the one-hot part, row by row: [N, K]
-            d_inputs = (precision.matmul(product_d_logits, product_kernel, transpose_b=True)
-                        - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1)))
-            d_kernel = (precision.matmul(inputs, product_d_logits, transpose_a=True)
-                        - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size)))
-            d_bias = tf.reduce_sum(d_logits, axis=0) - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
+            d_product_inputs = precision.matmul(product_d_logits, w, transpose_b=True)
+            d_product_kernel = precision.matmul(x, product_d_logits, transpose_a=True)
+            d_sum_bias = tf.reduce_sum(d_logits, axis=0)
+            if padded:
+                d_product_inputs, d_product_kernel = d_product_inputs[:n, :units], d_product_kernel[:, :vocab_size]
+                d_product_kernel, d_sum_bias = d_product_kernel[:units], d_sum_bias[:vocab_size]
+            d_inputs = d_product_inputs - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1))
+            d_kernel = d_product_kernel - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size))
+            d_bias = d_sum_bias - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
             return d_inputs, d_kernel, d_bias
 
         return xent, gradient

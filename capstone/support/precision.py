@@ -6,8 +6,9 @@ numbers within ~0.4 % of float32's. Only the big matmuls change: variables, Adam
 loss, softmax and the LSTM's gates stay float32, and checkpoints are float32 either way.
 
 ``--precision auto`` (every command's default) picks bfloat16 when ``bfloat16_hardware()`` finds
-it, float32 otherwise. Without the hardware TensorFlow *emulates* bfloat16, several times slower
-than float32, so ``--precision bfloat16`` there is an error (``resolve``), not a silent slowdown.
+it and the step at hand was measured faster in it (``FASTER_IN_BFLOAT16``), float32 otherwise.
+Without the hardware TensorFlow *emulates* bfloat16, several times slower than float32, so
+``--precision bfloat16`` there is an error (``resolve``), not a silent slowdown.
 
 How a graph uses it: the builder calls ``set_graph_precision`` once, and the layers' matmuls go
 through ``matmul``, which casts its inputs to bfloat16 and its result back to float32 only in a
@@ -62,11 +63,20 @@ def bfloat16_hardware():
     return f"GPU: {gpu}" if gpu else None
 
 
-def resolve(requested, flag="--precision"):
+# What ``--precision auto`` runs in bfloat16 on hardware that has it: the paths bench/precision.py measured
+# faster there, side by side (2-core Xeon with AMX, bf16 / float32): training the course's decoder x1.18-1.35,
+# InceptionV3 embedding x2.77. Slower in bfloat16, so float32 under auto: the attention decoder's training x0.97,
+# EfficientNet-Lite embedding x0.94 (depthwise convolutions), in-graph captioning x0.45 (the float32 refinement
+# of the top logits costs more than the smaller product saves). --precision bfloat16 still asks for it anywhere.
+FASTER_IN_BFLOAT16 = ("train:show_and_tell", "embed:inception_v3")
+
+
+def resolve(requested, flag="--precision", path=None):
     """"auto", "float32" or "bfloat16" -> the precision to run in ("float32" or "bfloat16").
 
-    auto: bfloat16 where ``bfloat16_hardware()`` finds it, else float32. bfloat16 without the
-    hardware is a CapstoneError: emulated, it would be slower than float32, never faster.
+    auto: bfloat16 where ``bfloat16_hardware()`` finds it and ``path`` (what runs: "train:DECODER",
+    "embed:ENCODER", "caption"; None: any) is one of ``FASTER_IN_BFLOAT16``, else float32. bfloat16
+    without the hardware is a CapstoneError: emulated, it would be slower than float32, never faster.
     """
     if requested not in CHOICES:
         raise CapstoneError(f"{flag}: expected one of {', '.join(CHOICES)}, got {requested!r}")
@@ -74,7 +84,7 @@ def resolve(requested, flag="--precision"):
         return FLOAT32
     hardware = bfloat16_hardware()
     if requested == AUTO:
-        return BFLOAT16 if hardware else FLOAT32
+        return BFLOAT16 if hardware and (path is None or path in FASTER_IN_BFLOAT16) else FLOAT32
     if not hardware:
         flags = sorted(flag for flag in cpu_flags() if flag.startswith(("avx512", "amx")))
         raise CapstoneError(
@@ -85,11 +95,18 @@ def resolve(requested, flag="--precision"):
     return BFLOAT16
 
 
+def step_precisions(requested, steps):
+    """{step: "float32" or "bfloat16"} for the steps of a pipeline ("embed:ENCODER", "train:DECODER",
+    "caption"), each as its own command would resolve ``requested`` (``resolve``'s ``path``)."""
+    return {step: resolve(requested, path=step) for step in steps}
+
+
 def add_precision_argument(parser):
     """The --precision flag every command that runs a model has."""
     parser.add_argument("--precision", choices=CHOICES, default=AUTO,
                         help="matmuls in bfloat16 (float32 accumulation) or float32; auto (default): bfloat16 where "
-                             "the CPU has AVX512_BF16 or AMX (or the GPU bfloat16), float32 elsewhere")
+                             "the CPU has AVX512_BF16 or AMX (or the GPU bfloat16) and the step was measured faster "
+                             "in it (training the course's decoder, InceptionV3 embedding), float32 elsewhere")
 
 
 def check_precision(precision, where):
@@ -138,6 +155,24 @@ def tensordot(x, kernel):
     if graph_precision() == FLOAT32:
         return tf.tensordot(x, kernel, axes=1)
     return tf.cast(tf.tensordot(for_matmul(x), for_matmul(tf.convert_to_tensor(kernel)), axes=1), tf.float32)
+
+
+# oneDNN's bfloat16 kernels (AMX tiles of 16 rows x 32 bfloat16s) run at full speed only on whole tiles:
+# the logits product [730, 120] . [120, 8769] ran at 516 GFLOP/s, padded to [736, 128] . [128, 8832] at 1,047
+# (float32: ~200 either way; bench/PERFORMANCE.md). So the big vocabulary-sized products pad their operands.
+ALIGN_ROWS = 32      # rows of the left operand, and the shared dimension, padded to a multiple of this
+ALIGN_COLUMNS = 64   # columns of the right operand (the vocabulary) padded to a multiple of this
+
+
+def aligned_size(size, multiple):
+    """The smallest multiple of ``multiple`` >= size (an int, or a scalar tensor)."""
+    return (size + multiple - 1) // multiple * multiple
+
+
+def pad_to(x, rows, columns, value=0.0):
+    """x [R, C] padded with ``value`` to [rows, columns] (rows >= R, columns >= C; ints or scalar tensors)."""
+    shape = tf.shape(x)
+    return tf.pad(x, [[0, rows - shape[0]], [0, columns - shape[1]]], constant_values=value)
 
 
 def rewrite_to_bfloat16(config):

@@ -66,7 +66,7 @@ def check_args(args):
 def run(args):
     check_args(args)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    model = FinalModel.load(args.run_dir, with_encoder=True, precision=resolve(args.precision))
+    model = FinalModel.load(args.run_dir, with_encoder=True, precision=resolve(args.precision, path="caption"))
     captioner = Captioner(model, args.beam, args.max_len,
                           max_pixels=int(args.max_megapixels * 1e6), max_in_flight=args.max_in_flight,
                           queue_seconds=args.queue_seconds)
