@@ -116,8 +116,11 @@ def execute(nb, root, name):
 
     work = root / name
     work.mkdir()
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(work)}})
+    # iopub_timeout: output printed at the end of a cell can reach the client after the cell's reply; nbclient
+    # waits 4 s for it by default and then drops it without a word, which under load (a training job beside the
+    # tests) lost a caption line. Wait longer, and fail loudly rather than lose output.
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", iopub_timeout=60,
+                                     raise_on_iopub_timeout=True, resources={"metadata": {"path": str(work)}})
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails
     assert sorted(work.iterdir()) == []  # everything it wrote is under CAPSTONE_NOTEBOOK_OUT
     texts = []
