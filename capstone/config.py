@@ -45,6 +45,7 @@ class TrainingConfig:
     self_critical_epochs: int = 0     # after cross-entropy: epochs of self-critical training on CIDEr-D (0 = none)
     self_critical_learning_rate: float = 5e-5  # Adam step size of self-critical training
     self_critical_samples: int = 5    # captions sampled per image in self-critical training
+    self_critical_baseline: str = "mean"  # a sample's reward is compared with the "mean" of its image's other samples, or the "greedy" caption's (Rennie et al.)
 
 
 DECODERS = ("show_and_tell", "attention")
@@ -52,7 +53,7 @@ PRECISIONS = ("float32", "bfloat16")  # what a graph computes its matmuls in (ca
 
 # What a run trained before a field existed did without it. A key missing from an old config.json takes
 # this value, not today's default (defaults changed with issue #15), so an old run resumes as it was trained.
-BEFORE_FIELD_EXISTED = {"dropout": 0.0, "patience": 0, "lr_decay": 1.0}
+BEFORE_FIELD_EXISTED = {"dropout": 0.0, "patience": 0, "lr_decay": 1.0, "self_critical_baseline": "greedy"}
 
 
 def config_from_dict(cls, values, where):

@@ -175,8 +175,32 @@ def test_self_critical_steps_raise_the_greedy_cider(tuned_run):
     assert best["val_cider"] == max(r["val_cider"] for r in self_critical)
     assert runs.best_checkpoint(path).endswith(f"epoch-{best['epoch']:04d}/model")  # best/ holds it
     assert json.load(open(os.path.join(path, "config.json")))["training"]["self_critical_epochs"] == 3
+    assert json.load(open(os.path.join(path, "config.json")))["training"]["self_critical_baseline"] == "mean"
     assert all(r["images_per_second"] > 0 and 0 <= r["cider_share"] < 1 for r in self_critical)
     assert os.path.getsize(os.path.join(path, "loss.png")) > 0
+
+
+def test_mean_baseline_compares_each_sample_with_its_images_other_samples():
+    from capstone.self_critical.training import mean_of_the_others
+
+    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])           # two images, three samples each
+    assert np.allclose(mean_of_the_others(rewards, 3), [2.5, 2.0, 1.5, 25.0, 20.0, 15.0])
+    advantages = (rewards - mean_of_the_others(rewards, 3)).reshape(2, 3)
+    assert np.allclose(advantages.sum(axis=1), 0.0)                  # never all pushed down at once
+
+
+def test_the_papers_greedy_baseline_raises_the_greedy_cider_too(problem, tmp_path):
+    path = str(tmp_path / "run")
+    config = dataclasses.replace(quick(), self_critical_baseline="greedy")   # the default is "mean"
+    cross_entropy, *self_critical = self_critical_run(path, problem, SMALL, config, epochs=3)
+    assert self_critical[-1]["val_cider"] > self_critical[0]["start_val_cider"] + 2.0
+    assert json.load(open(os.path.join(path, "config.json")))["training"]["self_critical_baseline"] == "greedy"
+
+
+def test_runs_from_before_the_baseline_choice_keep_the_greedy_one():
+    from capstone.config import config_from_dict
+
+    assert config_from_dict(TrainingConfig, {"self_critical_epochs": 3}, "x").self_critical_baseline == "greedy"
 
 
 @pytest.mark.slow
@@ -211,6 +235,9 @@ def test_self_critical_raises_the_attention_decoders_greedy_cider(tmp_path):
     (dict(self_critical_samples=0), "--self-critical-samples must be >= 1"),
     (dict(self_critical_learning_rate=0.0), "--self-critical-learning-rate must be > 0"),
     (dict(self_critical_epochs=-1), "--self-critical-epochs must be >= 0"),
+    (dict(self_critical_baseline="average"), "--self-critical-baseline: expected one of greedy, mean, got 'average'"),
+    (dict(self_critical_baseline="mean", self_critical_samples=1),
+     "--self-critical-baseline mean compares each sample with the image's other samples: --self-critical-samples"),
 ])
 def test_bad_self_critical_settings_are_clear_errors(overrides, message):
     with pytest.raises(CapstoneError, match=message):

@@ -158,53 +158,72 @@ def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
     Why by hand: the logits gradient is softmax - one_hot, an [N, vocab] matrix, the biggest of a
     training step. TensorFlow builds it with a one-hot subtraction pass; here only softmax * d is
     built and the one-hot part, which touches one entry per row, is applied to the small gradients
-    of inputs, kernel and bias instead (a gather and two segment sums).
-
-    In a bfloat16 graph the three [N, K] x [K, vocab] products run in bfloat16 on operands padded to
-    whole AMX tiles (``precision.ALIGN_ROWS`` / ``ALIGN_COLUMNS``: zeros, and logits of -1e30 in the
-    padded vocabulary columns, which softmax turns into 0); the softmax and everything else stay float32.
+    of inputs, kernel and bias instead (a gather and two segment sums). A bfloat16 graph takes
+    ``bfloat16_softmax_cross_entropy`` instead.
     """
     labels = tf.cast(labels, tf.int32)
-    units, vocab_size = kernel.shape                                    # K, vocab (a variable's static shape)
-    padded = precision.graph_precision() == precision.BFLOAT16
+    if precision.graph_precision() == precision.BFLOAT16:
+        return bfloat16_softmax_cross_entropy(inputs, kernel, bias, labels)
+    vocab_size = tf.shape(bias)[0]
+
+    @tf.custom_gradient
+    def cross_entropy(inputs, kernel, bias):
+        logits = tf.nn.bias_add(tf.matmul(inputs, kernel), bias)       # [N, vocab]
+        top = tf.reduce_max(logits, axis=1, keepdims=True)             # [N, 1], for stable exponentials
+        exps = tf.exp(logits - top)                                    # [N, vocab]
+        sums = tf.reduce_sum(exps, axis=1, keepdims=True)              # [N, 1]
+        label_logits = tf.gather_nd(logits, tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1))
+        xent = tf.squeeze(tf.math.log(sums) + top, 1) - label_logits   # log-sum-exp - the label's logit
+
+        def gradient(d_xent):
+            d_logits = exps * (d_xent[:, None] / sums)                 # softmax * d, [N, vocab]
+            d_label = d_xent[:, None] * inputs                         # the one-hot part, row by row: [N, K]
+            d_inputs = (tf.matmul(d_logits, kernel, transpose_b=True)
+                        - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1)))
+            d_kernel = (tf.matmul(inputs, d_logits, transpose_a=True)
+                        - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size)))
+            d_bias = tf.reduce_sum(d_logits, axis=0) - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
+            return d_inputs, d_kernel, d_bias
+
+        return xent, gradient
+
+    return cross_entropy(inputs, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
+
+
+def bfloat16_softmax_cross_entropy(inputs, kernel, bias, labels):
+    """``dense_softmax_cross_entropy`` for a bfloat16 graph: the same numbers, to bfloat16's rounding.
+
+    The three [N, K] x [K, vocab] products are what bfloat16 hardware speeds up, but only on whole
+    AMX tiles (``precision.ALIGN_ROWS`` / ``ALIGN_COLUMNS``), so the operands are padded: inputs
+    [Np, Kp] = [inputs, 1, 0...] and kernel [Kp, Vp] = [kernel; bias; 0...] (the bias rides in the
+    product as one more row, so no separate pass adds it or sums its gradient), with -1e30 as the
+    bias of the padded vocabulary columns, which softmax turns into 0. The softmax, the loss and its
+    [N, vocab] gradient (softmax - one_hot) come from TensorFlow's fused float32 kernel, one pass
+    where the float32 path needs five; every gradient comes out of the two backward products.
+    """
+    units, vocab_size = kernel.shape                                     # K, vocab (a variable's static shape)
+    width = precision.aligned_size(units + 1, precision.ALIGN_ROWS)      # Kp: room for the bias row
+    columns = precision.aligned_size(vocab_size, precision.ALIGN_COLUMNS)  # Vp
 
     @tf.custom_gradient
     def cross_entropy(inputs, kernel, bias):
         n = tf.shape(inputs)[0]
-        x, w, b, rows_labels = inputs, precision.for_matmul(kernel), bias, labels
-        if padded:  # [Np, Kp], [Kp, Vp], [Vp], [Np]
-            rows = precision.aligned_size(n, precision.ALIGN_ROWS)
-            width = precision.aligned_size(units, precision.ALIGN_ROWS)
-            columns = precision.aligned_size(vocab_size, precision.ALIGN_COLUMNS)
-            x = precision.pad_to(precision.for_matmul(inputs), rows, width)
-            w = precision.pad_to(w, width, columns)
-            b = tf.pad(bias, [[0, columns - vocab_size]], constant_values=-1e30)
-            rows_labels = tf.pad(labels, [[0, rows - n]])
-        logits = tf.nn.bias_add(precision.matmul(x, w), b)              # [N, vocab] (padded: [Np, Vp])
-        top = tf.reduce_max(logits, axis=1, keepdims=True)             # [N, 1], for stable exponentials
-        exps = tf.exp(logits - top)                                    # [N, vocab]
-        sums = tf.reduce_sum(exps, axis=1, keepdims=True)              # [N, 1]
-        label_logits = tf.gather_nd(logits, tf.stack([tf.range(tf.shape(rows_labels)[0]), rows_labels], axis=1))
-        xent = tf.squeeze(tf.math.log(sums) + top, 1) - label_logits   # log-sum-exp - the label's logit
-        if padded:
-            xent = xent[:n]
+        rows = precision.aligned_size(n, precision.ALIGN_ROWS)           # Np
+        ones = tf.ones([n, 1], tf.bfloat16)
+        x = precision.pad_to(tf.concat([tf.cast(inputs, tf.bfloat16), ones], 1), rows, width)        # [Np, Kp]
+        bias_row = tf.pad(bias, [[0, columns - vocab_size]], constant_values=-1e30)[None]             # [1, Vp]
+        w = precision.pad_to(tf.concat([precision.pad_to(tf.cast(kernel, tf.bfloat16), units, columns),
+                                        tf.cast(bias_row, tf.bfloat16)], 0), width, columns)         # [Kp, Vp]
+        logits = tf.cast(tf.matmul(x, w), tf.float32)                    # [Np, Vp]
+        xent, d_softmax = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+            features=logits, labels=tf.pad(labels, [[0, rows - n]]))    # [Np], [Np, Vp] = softmax - one_hot
 
         def gradient(d_xent):
-            d_rows = tf.pad(d_xent, [[0, rows - n]]) if padded else d_xent  # padded rows: no gradient
-            d_logits = exps * (d_rows[:, None] / sums)                 # softmax * d, [N, vocab]
-            product_d_logits = precision.for_matmul(d_logits)
-            d_label = d_xent[:, None] * inputs                         # the one-hot part, row by row: [N, K]
-            d_product_inputs = precision.matmul(product_d_logits, w, transpose_b=True)
-            d_product_kernel = precision.matmul(x, product_d_logits, transpose_a=True)
-            d_sum_bias = tf.reduce_sum(d_logits, axis=0)
-            if padded:
-                d_product_inputs, d_product_kernel = d_product_inputs[:n, :units], d_product_kernel[:, :vocab_size]
-                d_product_kernel, d_sum_bias = d_product_kernel[:units], d_sum_bias[:vocab_size]
-            d_inputs = d_product_inputs - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1))
-            d_kernel = d_product_kernel - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size))
-            d_bias = d_sum_bias - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
-            return d_inputs, d_kernel, d_bias
+            d_logits = tf.cast(d_softmax * tf.pad(d_xent, [[0, rows - n]])[:, None], tf.bfloat16)   # padded rows: 0
+            d_x = tf.cast(tf.matmul(d_logits, w, transpose_b=True), tf.float32)                     # [Np, Kp]
+            d_w = tf.cast(tf.matmul(x, d_logits, transpose_a=True), tf.float32)                     # [Kp, Vp]
+            return d_x[:n, :units], d_w[:units, :vocab_size], d_w[units, :vocab_size]
 
-        return xent, gradient
+        return xent[:n], gradient
 
     return cross_entropy(inputs, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
