@@ -149,6 +149,7 @@ def _kill_then_resume(kill_at, three_epochs, data, run_path, monkeypatch):
 SWITCHES = ("save", "rename", "replace", "link", "rmtree")
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; the default run stays near 10 minutes
 def test_a_kill_before_each_switching_file_operation_loses_nothing(three_epochs, data, operations, tmp_path,
                                                                    monkeypatch):
     assert len(operations) >= 40 and set(SWITCHES) <= set(operations), operations

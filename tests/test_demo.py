@@ -84,6 +84,7 @@ def test_caption_image_files_with_the_runs_encoder(demo_run, tmp_path, capsys):
     assert "not_an_image.jpg" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; the default run stays near 10 minutes
 def test_evaluate_prints_metrics_json_last(demo_run, capsys):
     data = os.path.join(demo_run, "data")
     assert main(["evaluate", demo_run, "--embeds", f"{data}/test_img_embeds.pickle", "--fns",

@@ -106,6 +106,7 @@ def test_healthz_access_log_and_clean_sigterm(server):
     assert line.endswith(" ms") and float(line.split()[-2]) >= 1500  # method, path, status, milliseconds
 
 
+@pytest.mark.slow  # ~15 s of waiting for timeouts; the default run stays near 10 minutes
 def test_slow_header_senders_do_not_block_others_and_are_cut_off(server):
     process = server("--threads", "4", "--channel-timeout", "2", "--connection-limit", "60")
     slow = []
