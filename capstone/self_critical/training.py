@@ -143,7 +143,7 @@ def fine_tune(run_dir, train_embeds, train_captions, val_embeds, val_captions, p
     return history
 
 
-def self_critical_step(g, session, embeds, images, seed, reward, vocab, inverse_vocab, baseline="mean"):
+def self_critical_step(g, session, embeds, images, seed, reward, vocab, inverse_vocab, baseline):
     """One step on a batch: embeds [B, ...] of training images ``images`` (their indices in ``reward``),
     each sample's reward compared with ``baseline`` (``BASELINES``).
     Returns the mean sampled and greedy rewards and the seconds CIDEr-D took."""
