@@ -165,6 +165,7 @@ def test_course_example_functions_caption_and_save_a_figure(demo_run, tmp_path):
     assert apply_model_to_image_raw_bytes(model, raw, str(tmp_path / "again.png")) == caption
 
 
+@pytest.mark.slow  # ~30 s; attention runs are also scored end to end by tests/test_photos_demo.py
 def test_evaluate_and_caption_an_attention_run(demo_run, tmp_path, capsys):
     """The demo's attention decoder scored from its feature grids and from the images, with the baseline."""
     data = os.path.join(demo_run, "data")

@@ -154,6 +154,7 @@ def assert_every_part_passes(text, root, nb):
     assert len(images) >= 7  # training example, loss curve, 3 validation pictures, your own picture, the grid
 
 
+@pytest.mark.slow  # ~30 s; the student notebook filled with these solutions runs in the default suite
 def test_solution_notebook_runs_offline_and_passes_every_part(notebook_env):
     before = sorted(p.name for p in (REPO / "capstone").iterdir()), (REPO / "runs" / "notebook").exists()
     nb = read(SOLUTION)
