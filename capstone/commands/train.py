@@ -71,8 +71,8 @@ def run(args):
 
     if bool(args.val_embeds) != bool(args.val_fns):
         raise CapstoneError("give both --val-embeds and --val-fns, or neither")
-    decoder = args.decoder or (runs.load_run(args.out).model_config.decoder if runs.is_run_dir(args.out)
-                               else ModelConfig().decoder)
+    resumed = runs.load_run(args.out) if runs.is_run_dir(args.out) else None  # read once, used twice below
+    decoder = args.decoder or (resumed.model_config if resumed else ModelConfig()).decoder
     args.precision = precision.resolve(args.precision, path=f"train:{decoder}")
     # Bad self-critical flags fail before any file is read (validation data is checked once it is known).
     check_self_critical_settings(config_from_args(TrainingConfig, args), has_val=True)
@@ -80,10 +80,10 @@ def run(args):
     val_embeds = val_captions = None
     meta, views, view_names = embeddings_meta(args, train_embeds)
     training_config = config_from_args(TrainingConfig, args)
-    if runs.is_run_dir(args.out):  # resuming: the run's own settings, changed only where a flag says so
+    if resumed:  # resuming: the run's own settings, changed only where a flag says so
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)
                  if getattr(args, f.name, None) is not None}
-        training_config = dataclasses.replace(runs.load_run(args.out).training_config, **given)
+        training_config = dataclasses.replace(resumed.training_config, **given)
     held_out = 0
     if args.val_embeds:
         val_embeds, val_captions = load_split(args.val_embeds, args.val_fns, args.captions)

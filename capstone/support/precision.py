@@ -64,7 +64,7 @@ def bfloat16_hardware():
 
 
 # What ``--precision auto`` runs in bfloat16 on hardware that has it: the paths bench/precision.py measured
-# faster there, side by side (2-core Xeon with AMX, bf16 / float32): training the course's decoder x1.18-1.35,
+# faster there, side by side (2-core Xeon with AMX, bf16 / float32): training the course's decoder x1.06-1.18,
 # InceptionV3 embedding x2.77. Slower in bfloat16, so float32 under auto: the attention decoder's training x0.97,
 # EfficientNet-Lite embedding x0.94 (depthwise convolutions), in-graph captioning x0.45 (the float32 refinement
 # of the top logits costs more than the smaller product saves). --precision bfloat16 still asks for it anywhere.
@@ -169,10 +169,10 @@ def aligned_size(size, multiple):
     return (size + multiple - 1) // multiple * multiple
 
 
-def pad_to(x, rows, columns, value=0.0):
-    """x [R, C] padded with ``value`` to [rows, columns] (rows >= R, columns >= C; ints or scalar tensors)."""
+def pad_to(x, rows, columns):
+    """x [R, C] padded with zeros to [rows, columns] (rows >= R, columns >= C; ints or scalar tensors)."""
     shape = tf.shape(x)
-    return tf.pad(x, [[0, rows - shape[0]], [0, columns - shape[1]]], constant_values=value)
+    return tf.pad(x, [[0, rows - shape[0]], [0, columns - shape[1]]])
 
 
 def rewrite_to_bfloat16(config):
