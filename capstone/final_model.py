@@ -160,8 +160,9 @@ class FinalModel:
         self.current_word = v1.placeholder(tf.int32, [None], name="current_word")
         self.lstm_c = v1.placeholder(tf.float32, [None, units], name="lstm_c")
         self.lstm_h = v1.placeholder(tf.float32, [None, units], name="lstm_h")
-        self.new_probs, new_state, self.attention_weights = self.step_for(1)(         # [B, vocab], [B, L]
+        logits, new_state, self.attention_weights = self.step_for(1)(                 # [B, vocab], [B, L]
             self.current_word, LSTMState(self.lstm_c, self.lstm_h))
+        self.new_probs = tf.nn.softmax(logits)
         self.one_step = (self.new_probs, new_state.c, new_state.h)
 
     def build_greedy_decoder(self):

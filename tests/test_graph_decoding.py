@@ -144,10 +144,19 @@ def test_bad_decoding_arguments_are_clear_errors(model, problem):
 
 def run_that_loves_unk(path, vocab_size=40):
     """An untrained run whose most probable next word, by far, is #UNK#."""
+    def loves_unk(vocab):
+        value = np.zeros(vocab_size, np.float32)
+        value[vocab[UNK]] = 8.0  # softmax puts ~99% on UNK
+        return value
+    return run_with_token_bias(path, vocab_size, loves_unk)
+
+
+def run_with_token_bias(path, vocab_size, bias_for):
+    """An untrained run whose token logits' bias is bias_for(vocab) [vocab_size]."""
     path = untrained_run(path, vocab_size, ModelConfig(img_embed_size=8, lstm_units=16, img_embed_bottleneck=8,
                                                        word_embed_size=8, logit_bottleneck=8))
     model = FinalModel.load(path)
-    unk = model.vocab[UNK]
+    value = bias_for(model.vocab)
     model.close()
     graph = tf.Graph()
     with graph.as_default():
@@ -158,8 +167,6 @@ def run_that_loves_unk(path, vocab_size=40):
         saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables(scope=SCOPE))
         with tf.compat.v1.Session(graph=graph) as session:
             saver.restore(session, str(path) + "/checkpoints/model-0")
-            value = np.zeros(vocab_size, np.float32)
-            value[unk] = 8.0  # softmax puts ~99% on UNK
             bias.load(value, session)
             saver.save(session, str(path) + "/checkpoints/model", global_step=0, write_meta_graph=False)
     return path
@@ -181,6 +188,26 @@ def test_no_decoder_ever_says_unk_or_drops_a_word(tmp_path):
     for ids, text in zip(model.sample_tokens(embeddings=embeds, max_len=8), model.captions(embeddings=embeds, max_len=8)):
         words = [model.inverse_vocab[i] for i in ids if i != model.vocab[END]]
         assert text.split() == words  # nothing silently dropped
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sampled_words_follow_the_course_temperature(tmp_path, temperature):
+    """The in-graph draw is the course's: p ** (1 / t), renormalised, banned words never (20,000 first words)."""
+    model = FinalModel.load(run_with_token_bias(
+        tmp_path, 40, lambda vocab: np.random.default_rng(3).normal(0.0, 1.5, 40).astype(np.float32)))
+    image = np.random.default_rng(0).random((1, 8), dtype=np.float32)
+    probs, _ = model.step([model.vocab[START]], model.initial_state(embeddings=image))
+    allowed = np.ones(40, bool)
+    allowed[[model.vocab[t] for t in (PAD, UNK, START)]] = False
+    expected = np.where(allowed, probs[0].astype(np.float64) ** (1 / temperature), 0.0)
+    expected /= expected.sum()
+    plain = np.where(allowed, probs[0], 0.0) / np.where(allowed, probs[0], 0.0).sum()
+    assert 0.5 * np.abs(expected - plain).sum() > 0.15     # the temperature matters here: the test can see it
+    first = [tokens[0] for tokens in model.sample_tokens(embeddings=np.repeat(image, 20_000, axis=0), max_len=1,
+                                                         sample=True, temperature=temperature,
+                                                         rng=np.random.default_rng(1))]
+    drawn = np.bincount(first, minlength=40) / len(first)
+    assert 0.5 * np.abs(drawn - expected).sum() < 0.03     # total variation; ~0.015 expected from 20,000 draws
 
 
 def test_sampling_in_the_graph_follows_its_seed(model, problem):

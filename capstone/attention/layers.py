@@ -114,6 +114,6 @@ def attention_step_for(layers, features):
             new_state, logits_input, alpha, _ = attention_step(layers, layers.word_embed(words), state, tiled,
                                                                projected)
             logits = token_logits(layers.token_logits, layers.token_logits_bottleneck(logits_input))  # [rows, vocab]
-            return tf.nn.softmax(logits), new_state, alpha
+            return logits, new_state, alpha
         return step
     return step_for

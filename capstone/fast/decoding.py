@@ -43,28 +43,29 @@ def token_logits(dense, x):
     return tf.tensor_scatter_nd_update(logits, tf.stack([rows, top], axis=-1), exact)
 
 
-def next_word_probs(layers, words, state):
+def next_word_logits(layers, words, state):
     """One decoder step for N rows.
 
     Reads words [N] int32 and state LSTMState(c, h) [N, LSTM_UNITS]; uses the layers of
-    ``capstone.decoder.make_layers``. Returns (probs [N, vocab] float32, new LSTMState).
+    ``capstone.decoder.make_layers``. Returns (logits [N, vocab] float32, new LSTMState).
     """
     word_embeds = layers.word_embed(words)                               # [N, WORD_EMBED]
     new_h, new_state = layers.lstm(word_embeds, state)                   # [N, LSTM_UNITS]
-    logits = token_logits(layers.token_logits, layers.token_logits_bottleneck(new_h))  # [N, vocab]
-    return tf.nn.softmax(logits), new_state
+    return token_logits(layers.token_logits, layers.token_logits_bottleneck(new_h)), new_state
 
 
 def show_and_tell_step(layers):
     """``step_for`` of the course decoder: a step function for any number of rows per image.
 
-    A step is ``step(words [N], state) -> (probs [N, vocab], new state, weights [N, 0])``; the
-    course decoder looks at no image location, so its attention weights are empty.
+    A step is ``step(words [N], state) -> (logits [N, vocab], new state, weights [N, 0])``: logits,
+    not probabilities, because greedy decoding and sampling need no softmax (a pass over every
+    row's whole vocabulary at every word). The course decoder looks at no image location, so its
+    attention weights are empty.
     """
     def step_for(rows_per_image):
         def step(words, state):
-            probs, new_state = next_word_probs(layers, words, state)
-            return probs, new_state, tf.zeros([tf.shape(words)[0], 0])
+            logits, new_state = next_word_logits(layers, words, state)
+            return logits, new_state, tf.zeros([tf.shape(words)[0], 0])
         return step
     return step_for
 
@@ -102,13 +103,15 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
         return tf.logical_and(step < max_len, tf.logical_not(tf.reduce_all(done)))
 
     def one_word(step, words, state, done, lengths, history, weights):
-        probs, state, step_weights = step_fn(words, state)                        # [B, vocab], [B, L]
-        probs = tf.where(allowed, probs, 0.0)
+        logits, state, step_weights = step_fn(words, state)                       # [B, vocab], [B, L]
+        logits = tf.where(allowed, logits, -np.inf)
+        # The softmax is left out: it changes neither the largest logit nor, up to a constant per
+        # row that the draw ignores, log p / temperature.
         words = tf.cond(
             sample,
             lambda: tf.cast(tf.random.stateless_categorical(
-                tf.math.log(probs) / temperature, 1, seed=seed + [0, tf.cast(step, tf.int64)])[:, 0], tf.int32),
-            lambda: tf.argmax(probs, axis=1, output_type=tf.int32))               # [B]
+                logits / temperature, 1, seed=seed + [0, tf.cast(step, tf.int64)])[:, 0], tf.int32),
+            lambda: tf.argmax(logits, axis=1, output_type=tf.int32))              # [B]
         lengths += tf.cast(tf.logical_not(done), tf.int32)  # rows that ended keep their length
         done = tf.logical_or(done, tf.equal(words, end_idx))
         return step + 1, words, state, done, lengths, history.write(step, words), weights.write(step, step_weights)
@@ -169,8 +172,8 @@ def beam_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, be
         return tf.logical_and(t < max_len, tf.logical_not(tf.reduce_all(beams.done)))
 
     def one_word(t, beams):
-        probs, new_state, step_weights = step_fn(beams.words, beams.state)              # [B*K, vocab], [B*K, L]
-        cand = best_candidates(tf.where(allowed, probs, -1.0), beams.open_scores, k)
+        logits, new_state, step_weights = step_fn(beams.words, beams.state)             # [B*K, vocab], [B*K, L]
+        cand = best_candidates(tf.where(allowed, tf.nn.softmax(logits), -1.0), beams.open_scores, k)
         ends = tf.logical_and(cand.finite, tf.equal(cand.words, end_idx))
         opens = tf.logical_and(cand.finite, tf.not_equal(cand.words, end_idx))
         cand_tokens = tf.gather(beams.open_tokens, cand.slots, batch_dims=1)          # [B, 2K, max_len]
