@@ -203,6 +203,43 @@ def test_runs_from_before_the_baseline_choice_keep_the_greedy_one():
     assert config_from_dict(TrainingConfig, {"self_critical_epochs": 3}, "x").self_critical_baseline == "greedy"
 
 
+def test_the_self_critical_rate_halves_after_each_epoch_without_a_better_validation_cider():
+    from capstone.self_critical.training import self_critical_rate_for, self_critical_stalls
+
+    def history(*val_ciders):
+        cross_entropy = [{"epoch": 1, "val_loss": 3.0}]
+        return cross_entropy + [{"epoch": 2 + i, "phase": "self_critical", "val_cider": v, "start_val_cider": 0.5}
+                                for i, v in enumerate(val_ciders)]
+
+    config = TrainingConfig(self_critical_learning_rate=4e-5, lr_decay=0.5)
+    assert self_critical_stalls(history()) == (0, 0)
+    assert self_critical_stalls(history(0.5)) == (1, 1)            # no better than where it started
+    assert self_critical_stalls(history(0.6, 0.55, 0.7, 0.65, 0.7)) == (3, 2)   # equal to the best is a stall
+    assert self_critical_rate_for(history(0.6, 0.55, 0.7, 0.65, 0.7), config) == pytest.approx(5e-6)
+    assert self_critical_rate_for(history(0.6, 0.7), config) == 4e-5
+    assert self_critical_rate_for(history(0.4), dataclasses.replace(config, lr_decay=1.0)) == 4e-5  # old runs
+
+
+def test_self_critical_training_stops_early_when_validation_cider_stops_rising(problem, tmp_path, monkeypatch):
+    from capstone.self_critical import training as self_critical
+
+    scores = iter([0.5, 0.6, 0.55, 0.5, 0.9, 0.9])   # the start, then after each epoch
+    monkeypatch.setattr(self_critical.ValidationCider, "score", lambda self: next(scores))
+    (train_e, train_c, _), (val_e, val_c, _) = problem
+    path = str(tmp_path / "run")
+    config = quick(patience=2, n_batches_per_epoch=5)
+    train(path, train_e, train_c, val_e, val_c, SMALL, config, progress=False, log=lambda _: None)
+    config = dataclasses.replace(config, self_critical_epochs=5, self_critical_learning_rate=1e-4)
+    train(path, train_e, train_c, val_e, val_c, None, config, progress=False, log=lambda _: None)  # saves the config
+    said = []
+    history = fine_tune(path, train_e, train_c, val_e, val_c, progress=False, log=said.append)
+    self_critical_records = [r for r in history if r.get("phase") == "self_critical"]
+    assert [r["val_cider"] for r in self_critical_records] == [0.6, 0.55, 0.5]   # 2 epochs without a better one
+    assert [r["learning_rate"] for r in self_critical_records] == pytest.approx([1e-4, 1e-4, 5e-5])
+    assert any("stops early" in line for line in said)
+    assert best_epoch(history)["val_cider"] == 0.6 and runs.best_checkpoint(path).endswith("epoch-0002/model")
+
+
 @pytest.mark.slow
 def test_a_killed_self_critical_run_resumes_like_an_uninterrupted_one(tuned_run, problem, tmp_path):
     path, history = tuned_run

@@ -34,6 +34,7 @@ class SelfCriticalGraph:
     sampled: tuple              # (tokens [B*K, steps], lengths [B*K]): row b*K+k is image b's k-th sample
     greedy: tuple               # (tokens [B, steps], lengths [B])
     train_op: tf.Operation
+    learning_rate: tf.Tensor    # Adam's step size, fed each epoch (self_critical_rate_for); default: the configured one
     epoch: tf.Variable
     next_epoch: tf.Tensor
     set_epoch: tf.Operation
@@ -55,13 +56,16 @@ def build_self_critical_graph(vocab, model_config, training_config):
         samples = training_config.self_critical_samples
         sample_seed = v1.placeholder(tf.int64, [2], name="sample_seed")
         sampled, greedy = build_decoding(decoder, vocab, samples, sample_seed)
-        optimizer = v1.train.AdamOptimizer(training_config.self_critical_learning_rate, name="self_critical_adam")
+        learning_rate = v1.placeholder_with_default(
+            np.float32(training_config.self_critical_learning_rate), [], "self_critical_learning_rate")
+        optimizer = v1.train.AdamOptimizer(learning_rate, name="self_critical_adam")
         with v1.variable_scope("self_critical"):
             train_op = optimizer.minimize(decoder.weighted_caption_loss, global_step=global_step)
         next_epoch = v1.placeholder(tf.int64, [], name="next_epoch")
         return SelfCriticalGraph(
             graph=graph, decoder=decoder, samples=samples, sample_seed=sample_seed, sampled=sampled, greedy=greedy,
-            train_op=train_op, epoch=epoch, next_epoch=next_epoch, set_epoch=epoch.assign(next_epoch),
+            train_op=train_op, learning_rate=learning_rate, epoch=epoch, next_epoch=next_epoch,
+            set_epoch=epoch.assign(next_epoch),
             saver=v1.train.Saver(max_to_keep=None), model_saver=v1.train.Saver(cross_entropy_variables),
             init=v1.global_variables_initializer())
 
