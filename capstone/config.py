@@ -90,6 +90,15 @@ def check_max_len(max_len):
     return int(max_len)
 
 
+def check_length_alpha(length_alpha):
+    """Beam search's length penalty: score = sum log p / length ** alpha, alpha a number >= 0
+    (0: the total log probability, which favours short captions; 1: the mean per word)."""
+    if (isinstance(length_alpha, bool) or not isinstance(length_alpha, numbers.Real)
+            or not 0 <= length_alpha < float("inf")):
+        raise CapstoneError(f"length penalty alpha must be a number >= 0, got {length_alpha!r}")
+    return float(length_alpha)
+
+
 def check_temperature(temperature):
     """Sampling temperature: a number > 0 (1 = the model's own probabilities)."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:

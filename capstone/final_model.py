@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from capstone.captions import END, PAD, START, UNK, indices_to_caption
-from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, check_beam_size, check_max_len,
-                             check_temperature)
+from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, check_beam_size, check_length_alpha,
+                             check_max_len, check_temperature)
 from capstone.decoder import SCOPE, initial_state, make_layers
 from capstone.errors import CapstoneError
 from capstone.attention.layers import attention_step_for, make_attention_layers, squeeze_features
@@ -301,7 +301,7 @@ class FinalModel:
         if rows == 0:
             return []
         feed.update({self.beam_size: beam_size, self.max_len: check_max_len(max_len),
-                     self.length_alpha: float(length_alpha)})
+                     self.length_alpha: check_length_alpha(length_alpha)})
         tokens, lengths, scores = self.session.run(self.beam_tokens, feed)
         return [[(tokens[b, k, :lengths[b, k]].tolist(), float(scores[b, k]))
                  for k in range(scores.shape[1]) if np.isfinite(scores[b, k])] for b in range(rows)]

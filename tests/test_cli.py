@@ -151,3 +151,39 @@ def test_a_run_records_its_training_data_and_old_runs_still_load(tmp_path, capsy
         json.dump(config, f)
     with pytest.raises(CapstoneError, match="config.json: 'data' must be an object"):
         runs.load_run(run)
+
+
+def test_length_alpha_steers_beam_search_from_caption_and_evaluate(tmp_path, capsys):
+    embeds = ["--embeds", os.path.join(FIXTURES, "run_v1_embeds.pickle"),
+              "--fns", os.path.join(FIXTURES, "run_v1_fns.pickle")]
+    run = os.path.join(FIXTURES, "run_v1")
+
+    def words_per_caption(*flags):
+        assert main(["caption", run, *embeds, "--beam", "3", *flags]) == 0
+        captions = [line.split("\t")[1] for line in capsys.readouterr().out.strip().splitlines()]
+        return captions, np.mean([len(c.split()) for c in captions])
+
+    default, default_words = words_per_caption()
+    expected = json.load(open(os.path.join(FIXTURES, "run_v1_expected.json")))["beam3"]
+    assert default == [text for text, _ in expected]                     # alpha 1 is the default
+    assert words_per_caption("--length-alpha", "1")[0] == default
+    short, short_words = words_per_caption("--length-alpha", "0")
+    long, long_words = words_per_caption("--length-alpha", "3")
+    assert short_words < default_words < long_words                      # 0 favours short captions, 3 long ones
+
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,caption\n" + "".join(f"img{i}.jpg,a green triangle on the table\n" for i in range(6)))
+    assert main(["evaluate", run, *embeds, "--captions", str(captions), "--beam", "3", "--length-alpha", "0.5",
+                 "--out", str(tmp_path / "m.json")]) == 0
+    saved = json.load(open(tmp_path / "m.json"))
+    assert list(saved) == ["beam3_alpha0.5"] and saved["beam3_alpha0.5"]["length_alpha"] == 0.5
+    assert capsys.readouterr().out.startswith("beam3_alpha0.5 ")
+
+    for flags, message in [(["--length-alpha", "0.5"], "give --beam K as well"),
+                           (["--beam", "2", "--length-alpha", "-1"],
+                            "--length-alpha: length penalty alpha must be a number >= 0, got -1.0"),
+                           (["--beam", "2", "--length-alpha", "nan"], "must be a number >= 0, got nan")]:
+        assert main(["caption", run, *embeds, *flags]) == 2
+        assert message in capsys.readouterr().err
+        assert main(["evaluate", run, *embeds, "--captions", str(captions), *flags]) == 2
+        assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import os
 import sys
 
+from capstone.commands.common import add_length_alpha_argument, length_alpha_from
 from capstone.encoders.embed import read_embeddings
 from capstone.config import MAX_LEN
 from capstone.errors import CapstoneError
@@ -18,6 +19,7 @@ def add_arguments(p):
     p.add_argument("--sample", action="store_true", help="sample words instead of taking the most likely")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--beam", type=int, default=0, help="beam search with this many beams (0: greedy)")
+    add_length_alpha_argument(p)
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--seed", type=int, default=None, help="seed for --sample")
     p.add_argument("--batch-size", type=int, default=64)
@@ -29,6 +31,7 @@ def add_arguments(p):
 def _check_caption_args(args):
     if args.beam < 0 or (args.beam and args.sample):
         raise CapstoneError("--beam must be a positive beam size and cannot be combined with --sample")
+    args.length_alpha = length_alpha_from(args)
     if args.temperature <= 0:
         raise CapstoneError(f"--temperature must be > 0, got {args.temperature}")
     if bool(args.embeds) != bool(args.fns):
@@ -66,7 +69,8 @@ def caption_batches(model, names, inputs, args, kind):
     for start in range(0, len(names), args.batch_size):
         batch = {kind: inputs[start:start + args.batch_size]}
         if args.beam:
-            texts = [found[0][0] for found in model.beam_captions(**batch, beam_size=args.beam, max_len=args.max_len)]
+            texts = [found[0][0] for found in model.beam_captions(**batch, beam_size=args.beam, max_len=args.max_len,
+                                                                  length_alpha=args.length_alpha)]
         else:
             texts = model.captions(**batch, temperature=args.temperature, sample=args.sample, max_len=args.max_len, rng=rng)
         yield from zip(names[start:start + args.batch_size], texts)

@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from capstone.encoders.embed import read_embeddings
-from capstone.config import MAX_LEN
+from capstone.commands.common import add_length_alpha_argument, length_alpha_from
+from capstone.config import LENGTH_ALPHA, MAX_LEN
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 
@@ -17,6 +18,7 @@ def add_arguments(p):
     p.add_argument("--fns", help="file names pickle that goes with --embeds")
     p.add_argument("--captions", required=True, action="append", help="reference captions, as for 'train'")
     p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy)")
+    add_length_alpha_argument(p, "; results are named e.g. beam3_alpha0.5")
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--baseline", metavar="TRAIN_PREFIX",
                    help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
@@ -59,9 +61,14 @@ def check_encoder(run, fns_path):
                             f"--encoder {run.encoder}")
 
 
-def decoder_name(beam):
-    """greedy for beam 0, beam3 for beam 3: how rows, files and metrics.json name a decoder."""
-    return f"beam{beam}" if beam else "greedy"
+def decoder_name(beam, length_alpha=None):
+    """greedy for beam 0, beam3 for beam 3, beam3_alpha0.5 for a length penalty other than the default:
+    how rows, files and metrics.json name a decoder."""
+    if not beam:
+        return "greedy"
+    if length_alpha is None or length_alpha == LENGTH_ALPHA:
+        return f"beam{beam}"
+    return f"beam{beam}_alpha{length_alpha:g}"
 
 
 def run(args):
@@ -77,6 +84,7 @@ def run(args):
 
     if args.beam < 0:
         raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
+    length_alpha = length_alpha_from(args)
     if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
         raise CapstoneError("give --images, or --embeds and --fns")
     precision = resolve(args.precision, path="caption")
@@ -99,10 +107,12 @@ def run(args):
     source = " + ".join(args.captions)
     scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
     model = FinalModel.load(args.run_dir, precision=precision)
-    decoder = decoder_name(args.beam)
+    decoder = decoder_name(args.beam, length_alpha)
     report = {decoder: evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
-                                      source=source, scenes=scenes)}
+                                      source=source, scenes=scenes, length_alpha=length_alpha)}
     report[decoder]["precision"] = precision
+    if args.beam:
+        report[decoder]["length_alpha"] = length_alpha
     if args.baseline:
         from capstone.data.caption_files import captions_for_fns
         from capstone.encoders.embed import embeddings_paths

@@ -14,21 +14,22 @@ import numpy as np
 from capstone.evaluation.baseline import nearest_neighbour_captions
 from capstone.data.caption_files import captions_for_fns
 from capstone.data.shapes_facts import fully_true_rates
-from capstone.config import MAX_LEN
+from capstone.config import LENGTH_ALPHA, MAX_LEN
 from capstone.errors import CapstoneError
 from capstone.evaluation.metrics import score_captions
 from utils import decode_image_from_buf
 
 
-def caption_embeddings(model, embeds, beam=0, max_len=MAX_LEN, batch_size=64):
-    """Greedy (beam=0) or beam-search captions for every row of ``embeds``."""
+def caption_embeddings(model, embeds, beam=0, max_len=MAX_LEN, batch_size=64, length_alpha=LENGTH_ALPHA):
+    """Greedy (beam=0) or beam-search captions (length penalty ``length_alpha``) for every row of ``embeds``."""
     if beam < 0 or int(beam) != beam:
         raise CapstoneError(f"beam size must be a positive integer (or 0 for greedy), got {beam}")
     captions = []
     for start in range(0, len(embeds), batch_size):
         batch = embeds[start:start + batch_size]
         if beam:
-            captions += [found[0][0] for found in model.beam_captions(embeddings=batch, beam_size=beam, max_len=max_len)]
+            captions += [found[0][0] for found in model.beam_captions(embeddings=batch, beam_size=beam, max_len=max_len,
+                                                                      length_alpha=length_alpha)]
         else:
             captions += model.captions(embeddings=batch, max_len=max_len)
     return captions
@@ -47,10 +48,10 @@ def _report(fns, references, candidates, use_java, scenes):
 
 
 def evaluate_model(model, embeds, fns, fn_to_captions, beam=0, max_len=MAX_LEN, source="captions", use_java=None,
-                   scenes=None):
+                   scenes=None, length_alpha=LENGTH_ALPHA):
     """Caption ``embeds`` and score them against the references of ``fns`` (and the ``scenes``, if given)."""
     references = captions_for_fns(fns, fn_to_captions, source)
-    candidates = caption_embeddings(model, embeds, beam=beam, max_len=max_len)
+    candidates = caption_embeddings(model, embeds, beam=beam, max_len=max_len, length_alpha=length_alpha)
     return _report(fns, references, candidates, use_java, scenes)
 
 
