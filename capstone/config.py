@@ -42,7 +42,7 @@ class TrainingConfig:
     lr_decay: float = 0.5             # the learning rate is multiplied by this after each epoch without a better val loss
     seed: int = 42                    # one seed for weights, batches and validation batches
     precision: str = "float32"        # matmuls in "float32" or "bfloat16" (float32 accumulation, variables and loss)
-    self_critical_epochs: int = 0     # after cross-entropy: epochs of self-critical training on CIDEr-D (0 = none)
+    self_critical_epochs: int = 0     # after cross-entropy: at most this many epochs of self-critical training on CIDEr-D (0 = none; patience applies)
     self_critical_learning_rate: float = 5e-5  # Adam step size of self-critical training
     self_critical_samples: int = 5    # captions sampled per image in self-critical training
     self_critical_baseline: str = "mean"  # a sample's reward is compared with the "mean" of its image's other samples, or the "greedy" caption's (Rennie et al.)
