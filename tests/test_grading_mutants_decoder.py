@@ -1,6 +1,6 @@
 """Mutation tests of the decoder a learner builds (its tensors' shapes, the loss at random
-initialisation): each wrong graph caught by the grader with a useful message, on the shapes and the
-Flickr8k-dev vocabularies. The reference decoders pass."""
+initialisation, a validation loss computed from its logits): each wrong graph caught by the grader with
+a useful message, on the shapes and the Flickr8k-dev vocabularies. The reference decoders pass."""
 
 import math
 
