@@ -61,12 +61,12 @@ def check_encoder(run, fns_path):
                             f"--encoder {run.encoder}")
 
 
-def decoder_name(beam, length_alpha=None):
+def decoder_name(beam, length_alpha=LENGTH_ALPHA):
     """greedy for beam 0, beam3 for beam 3, beam3_alpha0.5 for a length penalty other than the default:
     how rows, files and metrics.json name a decoder."""
     if not beam:
         return "greedy"
-    if length_alpha is None or length_alpha == LENGTH_ALPHA:
+    if length_alpha == LENGTH_ALPHA:
         return f"beam{beam}"
     return f"beam{beam}_alpha{length_alpha:g}"
 

@@ -172,10 +172,9 @@ def self_critical_rate_for(history, config):
     return config.self_critical_learning_rate * config.lr_decay ** self_critical_stalls(history)[0]
 
 
-def self_critical_step(g, session, embeds, images, seed, reward, vocab, inverse_vocab, baseline, rate=None):
+def self_critical_step(g, session, embeds, images, seed, reward, vocab, inverse_vocab, baseline, rate):
     """One step on a batch: embeds [B, ...] of training images ``images`` (their indices in ``reward``),
-    each sample's reward compared with ``baseline`` (``BASELINES``), Adam's step size ``rate`` (default:
-    the configured one).
+    each sample's reward compared with ``baseline`` (``BASELINES``), Adam's step size ``rate``.
     Returns the mean sampled and greedy rewards and the seconds CIDEr-D took."""
     k = g.samples
     (tokens, lengths), (greedy, greedy_lengths) = session.run(
@@ -186,9 +185,8 @@ def self_critical_step(g, session, embeds, images, seed, reward, vocab, inverse_
     cider_seconds = time.time() - started
     advantage = sampled_rewards - (np.repeat(greedy_rewards, k) if baseline == "greedy" else
                                    mean_of_the_others(sampled_rewards, k))
-    feed = {} if rate is None else {g.learning_rate: rate}
     session.run(g.train_op, {
-        **feed,
+        g.learning_rate: rate,
         g.decoder.img_embeds: np.repeat(embeds, k, axis=0),
         g.decoder.sentences: captions_to_sentences(tokens, lengths, vocab[START], vocab[PAD]),
         g.decoder.caption_weights: advantage.astype(np.float32)})
