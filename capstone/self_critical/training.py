@@ -107,7 +107,6 @@ def fine_tune(run_dir, train_embeds, train_captions, val_embeds, val_captions, p
     start_cider = done[0]["start_val_cider"] if done else val.score()
     if not done:
         log(f"self-critical training from {runs.best_checkpoint(run_dir)}: validation CIDEr {start_cider:.3f}")
-    best_cider = max([start_cider] + [r["val_cider"] for r in done])
     inverse_vocab = run.inverse_vocab
     with g.graph.as_default():
         for epoch in range(start_epoch, last):
@@ -139,8 +138,7 @@ def fine_tune(run_dir, train_embeds, train_captions, val_embeds, val_captions, p
             session.run(g.set_epoch, {g.next_epoch: epoch + 1})
             prefix = checkpoints.save_epoch(g.saver, session, run_dir, record, _then(epoch))
             then = _then(epoch + 1)
-            if record["val_cider"] > best_cider:
-                best_cider = record["val_cider"]
+            if self_critical_stalls(history + [record])[1] == 0:  # a new best validation CIDEr
                 checkpoints.install_best(run_dir, prefix, record, then)
             history.append(record)
             _publish_history(run_dir, history, then)
