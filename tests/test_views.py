@@ -112,7 +112,10 @@ def test_embed_augment_split_and_train_read_the_meta(photo_folder, tmp_path, cap
     prefix = tmp_path / "all"
     run_cli("embed", folder, "--augment", "flip,crop", "--spatial", "--out", prefix)
     meta = json.loads((tmp_path / "all_img_meta.json").read_text())
-    assert meta == {"encoder": "efficientnet_lite0", "image_size": 224, "views": ["flip", "crop"]}
+    # How they were made, in one file: Lite0's auto precision is float32 (bfloat16 measured no faster for it).
+    assert meta == {"encoder": "efficientnet_lite0", "image_size": 224, "views": ["flip", "crop"],
+                    "weights": "imagenet", "precision": "float32", "images": 8}
+    assert not os.path.exists(f"{prefix}_embed.json")
     embeds = pickle.load(open(f"{prefix}_img_embeds.pickle", "rb"))
     pooled = np.load(f"{prefix}_img_views.npy")
     grids = np.load(f"{prefix}_img_view_features.npy")
@@ -131,10 +134,12 @@ def test_embed_augment_split_and_train_read_the_meta(photo_folder, tmp_path, cap
     rows = [all_fns.index(fn) for fn in train_fns]
     np.testing.assert_array_equal(np.load(f"{prefix}_train_img_views.npy"), pooled[rows])
     np.testing.assert_array_equal(np.load(f"{prefix}_train_img_view_features.npy"), grids[rows])
-    assert json.loads((tmp_path / "all_train_img_meta.json").read_text())["views"] == ["flip", "crop"]
+    part_meta = {part: json.loads((tmp_path / f"all_{part}_img_meta.json").read_text())
+                 for part in ("train", "val", "test")}
+    assert part_meta["train"] == {**meta, "images": 4}
     for part in ("val", "test"):  # views are training data only
         assert not os.path.exists(f"{prefix}_{part}_img_views.npy")
-        assert json.loads((tmp_path / f"all_{part}_img_meta.json").read_text())["views"] == []
+        assert part_meta[part] == {**meta, "views": [], "images": 2}
 
     captions = tmp_path / "captions.csv"
     captions.write_text("image,caption\n" + "".join(f"p{i}.png,a photo on the left number {i % 2}\n"

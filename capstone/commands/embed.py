@@ -18,7 +18,7 @@ def add_arguments(p):
     p.add_argument("--spatial", action="store_true",
                    help="also write PREFIX_img_features.npy: the CNN's feature grid per image (float16, memory-mapped), "
                         "what 'train --decoder attention' reads")
-    precision.add_precision_argument(p)  # recorded in PREFIX_embed.json
+    precision.add_precision_argument(p)  # recorded in PREFIX_img_meta.json
     p.add_argument("--augment", metavar="VIEWS", default="",
                    help="also embed these views of every photo, for 'train' to use as extra training views: "
                         "flip (mirrored), crop (the central 80%% zoomed); e.g. --augment flip,crop -> "
@@ -26,7 +26,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from capstone.encoders.embed import IMAGE_EXTENSIONS, embed_images, save_embedding_record, save_embeddings
+    from capstone.encoders.embed import IMAGE_EXTENSIONS, embed_images, save_embeddings
     from capstone.encoders import encoder_spec
     from capstone.encoders.meta import meta_path, save_meta
     from capstone.encoders.views import parse_views, views_path
@@ -52,9 +52,9 @@ def run(args):
         print(views_path(args.out) + (f"\n{views_path(args.out, spatial=True)}" if args.spatial else ""))
     for path in save_embeddings(args.out, embeds, fns):
         print(path)
-    print(save_embedding_record(args.out, args.encoder, args.weights, chosen, len(fns)))
     # The meta file last: it names the encoder and views of the files above, all of which exist now.
-    print(save_meta(args.out, args.encoder, spec.image_size, views))
+    print(save_meta(args.out, args.encoder, spec.image_size, views, weights=args.weights, precision=chosen,
+                    images=len(fns)))
     skipped = len(ImageFiles(args.source, IMAGE_EXTENSIONS).files) - len(fns)
     print(f"{len(fns)} images, {embeds.shape[1]}-d embeddings ({args.encoder})"
           + (f"; {skipped} files skipped (named above)" if skipped else ""), file=sys.stderr)

@@ -109,5 +109,6 @@ def run(args):
             write_rows(path_of(f"{args.prefix}_{name}"), array, rows)
         if meta is not None:
             save_meta(f"{args.prefix}_{name}", meta["encoder"], meta.get("image_size"),
-                      meta["views"] if name == "train" else [])
+                      meta["views"] if name == "train" else [], weights=meta.get("weights"),
+                      precision=meta.get("precision"), images=len(rows))
         print(f"{args.prefix}_{name}: {len(rows)} images")

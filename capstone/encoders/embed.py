@@ -83,16 +83,6 @@ def embed_images(source, encoder="efficientnet_lite0", weights="imagenet", batch
         session.close()
 
 
-def save_embedding_record(prefix, encoder, weights, precision, images):
-    """PREFIX_embed.json: how PREFIX's embeddings were made (encoder, weights, precision, images); returns its path."""
-    from capstone.support.atomic import write_json
-
-    path = f"{prefix}_embed.json"
-    with writing(path):
-        write_json(path, {"encoder": encoder, "weights": weights, "precision": precision, "images": images})
-    return path
-
-
 def embeddings_paths(prefix):
     return f"{prefix}_img_embeds.pickle", f"{prefix}_img_fns.pickle"
 
