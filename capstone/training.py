@@ -212,12 +212,8 @@ def history_figure(history):
     if best is not None:
         ax.plot(epochs, [h.get("val_loss") for h in history], "o-", label="validation")
         ax.axvline(best["epoch"], color="gray", linestyle="--", linewidth=1)
-        ax.plot([best["epoch"]], [best["val_loss"]], "*", color="crimson", markersize=14,
-                label=f"best: epoch {best['epoch']}, val {best['val_loss']:.3f} ({where})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy per token")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        mark_best(ax, best["epoch"], best["val_loss"], f"val {best['val_loss']:.3f} ({where})")
+    finish_axes(ax, "epoch", "cross-entropy per token")
     fig.tight_layout()
     return fig
 
@@ -229,10 +225,19 @@ def plot_self_critical(ax, tuned, kept):
     ax.plot(epochs, [h["train_greedy_reward"] for h in tuned], "o-", label="train CIDEr-D (greedy)")
     ax.axhline(tuned[0]["start_val_cider"], color="gray", linestyle="--", linewidth=1, label="validation CIDEr at start")
     if kept in tuned:
-        ax.plot([kept["epoch"]], [kept["val_cider"]], "*", color="crimson", markersize=14,
-                label=f"best: epoch {kept['epoch']}, CIDEr {kept['val_cider']:.3f} (kept in best/)")
-    ax.set_xlabel("epoch (self-critical)")
-    ax.set_ylabel("CIDEr-D")
+        mark_best(ax, kept["epoch"], kept["val_cider"], f"CIDEr {kept['val_cider']:.3f} (kept in best/)")
+    finish_axes(ax, "epoch (self-critical)", "CIDEr-D")
+
+
+def mark_best(ax, epoch, value, what):
+    """The star both panels put on their best epoch, labelled "best: epoch N, <what>"."""
+    ax.plot([epoch], [value], "*", color="crimson", markersize=14, label=f"best: epoch {epoch}, {what}")
+
+
+def finish_axes(ax, xlabel, ylabel):
+    """Axis names, a light grid and the legend: the same on both panels."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
 

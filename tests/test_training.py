@@ -149,3 +149,24 @@ def test_loss_plot_marks_the_best_epoch_that_best_dir_keeps(tmp_path):
     assert [t.get_text() for t in no_val.get_legend().get_texts()] == ["train"]
     plot_history(history, str(tmp_path / "loss.png"))
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_loss_plot_after_self_critical_training_marks_the_cider_epoch_best_dir_keeps():
+    from capstone.support.checkpoints import SELF_CRITICAL
+    from capstone.training import history_figure
+
+    def tuned(epoch, cider):
+        return {"epoch": epoch, "phase": SELF_CRITICAL, "val_cider": cider, "train_greedy_reward": cider + 0.2,
+                "start_val_cider": 0.40}
+
+    history = [{"epoch": 1, "train_loss": 3.0, "val_loss": 2.5}, {"epoch": 2, "train_loss": 2.0, "val_loss": 1.9},
+               tuned(3, 0.45), tuned(4, 0.47), tuned(5, 0.44)]
+    loss_ax, cider_ax = history_figure(history).axes
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()][-1] == \
+        "best: epoch 2, val 1.900 (self-critical training started here)"
+    assert [t.get_text() for t in cider_ax.get_legend().get_texts()] == [
+        "validation CIDEr (greedy)", "train CIDEr-D (greedy)", "validation CIDEr at start",
+        "best: epoch 4, CIDEr 0.470 (kept in best/)"]
+    star = cider_ax.get_lines()[-1]
+    assert list(star.get_xdata()) == [4] and list(star.get_ydata()) == [0.47]
+    assert cider_ax.get_xlabel() == "epoch (self-critical)" and cider_ax.get_ylabel() == "CIDEr-D"
