@@ -135,7 +135,8 @@ def test_unreadable_checkpoint_is_a_clear_error(trained, tmp_path):
 
 
 def test_loss_plot_marks_the_best_epoch_that_best_dir_keeps(tmp_path):
-    from capstone.training import best_epoch, history_figure, plot_history
+    from capstone.support.loss_plot import history_figure, plot_history
+    from capstone.training import best_epoch
 
     history = [{"epoch": 1, "train_loss": 3.0, "val_loss": 2.5}, {"epoch": 2, "train_loss": 2.0, "val_loss": 1.9},
                {"epoch": 3, "train_loss": 1.5, "val_loss": 2.1}]
@@ -153,7 +154,7 @@ def test_loss_plot_marks_the_best_epoch_that_best_dir_keeps(tmp_path):
 
 def test_loss_plot_after_self_critical_training_marks_the_cider_epoch_best_dir_keeps():
     from capstone.support.checkpoints import SELF_CRITICAL
-    from capstone.training import history_figure
+    from capstone.support.loss_plot import history_figure
 
     def tuned(epoch, cider):
         return {"epoch": epoch, "phase": SELF_CRITICAL, "val_cider": cider, "train_greedy_reward": cider + 0.2,
