@@ -28,6 +28,9 @@ class ModelConfig:
     attention_units: int = 256        # attention: size of the space where image locations and the LSTM state meet
     attention_lambda: float = 1.0     # attention: weight of the doubly stochastic term (every location attended ~once)
 
+    def __post_init__(self):
+        check_share("dropout", self.dropout)
+
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -40,12 +43,16 @@ class TrainingConfig:
     min_count: int = 5                # a word enters the vocabulary after this many occurrences
     patience: int = 3                 # stop after this many epochs without a better val loss (0 = never)
     lr_decay: float = 0.5             # the learning rate is multiplied by this after each epoch without a better val loss
+    label_smoothing: float = 0.0      # eps: each word's target is (1 - eps) one-hot + eps / vocab (0: the course's cross-entropy)
     seed: int = 42                    # one seed for weights, batches and validation batches
     precision: str = "float32"        # matmuls in "float32" or "bfloat16" (float32 accumulation, variables and loss)
     self_critical_epochs: int = 0     # after cross-entropy: at most this many epochs of self-critical training on CIDEr-D (0 = none; patience applies)
     self_critical_learning_rate: float = 5e-5  # Adam step size of self-critical training
     self_critical_samples: int = 5    # captions sampled per image in self-critical training
     self_critical_baseline: str = "mean"  # a sample's reward is compared with the "mean" of its image's other samples, or the "greedy" caption's (Rennie et al.)
+
+    def __post_init__(self):
+        check_share("label_smoothing", self.label_smoothing)
 
 
 DECODERS = ("show_and_tell", "attention")
@@ -74,6 +81,13 @@ def config_from_dict(cls, values, where):
     if getattr(config, "precision", PRECISIONS[0]) not in PRECISIONS:
         raise CapstoneError(f"{where}: unknown precision {config.precision!r}; known: {', '.join(PRECISIONS)}")
     return config
+
+
+def check_share(name, value):
+    """A rate such as dropout or label smoothing: a number in [0, 1), checked when a config is made (from
+    flags or from config.json), so a bad value is one line naming it, not an error from inside TensorFlow."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise CapstoneError(f"{name} must be a number >= 0 and < 1, got {value!r}")
 
 
 def check_beam_size(beam_size):

@@ -26,6 +26,7 @@ from capstone.config import ModelConfig, TrainingConfig
 from capstone.data.holdout import Rows
 from capstone.decoder import Decoder
 from capstone.encoders.views import TrainingViews
+from capstone.fast.label_smoothing import label_smoothing_penalty
 from capstone.fast import FastDecoder
 from capstone.errors import CapstoneError
 from capstone.support.tf_session import make_session
@@ -108,7 +109,10 @@ def build_training_graph(vocab, model_config, training_config, fast=True):
             decoder = (FastDecoder if fast else Decoder)(len(vocab), vocab[PAD], model_config)
         global_step = v1.train.get_or_create_global_step()
         learning_rate = v1.placeholder_with_default(np.float32(training_config.learning_rate), [], "learning_rate")
-        train_op = v1.train.AdamOptimizer(learning_rate).minimize(decoder.loss, global_step=global_step)
+        objective = decoder.loss
+        if training_config.label_smoothing:  # validation keeps reporting the plain cross-entropy
+            objective += training_config.label_smoothing * label_smoothing_penalty(decoder)
+        train_op = v1.train.AdamOptimizer(learning_rate).minimize(objective, global_step=global_step)
         epoch = v1.get_variable("epoch", [], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
         next_epoch = v1.placeholder(tf.int64, [], name="next_epoch")
         return TrainingGraph(
