@@ -14,16 +14,22 @@ CONFIG = ModelConfig(img_embed_size=24, img_embed_bottleneck=16, word_embed_size
 VOCAB_SIZE, PAD_IDX = 97, 0
 
 
+def course_and_fast_decoders(vocab_size, pad_idx, config):
+    """The course ``Decoder`` and a ``FastDecoder`` built into the default graph on the same variables:
+    (course, fast, the trainable variables)."""
+    course = Decoder(vocab_size, pad_idx, config)
+    with v1.variable_scope(v1.get_variable_scope(), reuse=True):
+        fast = FastDecoder(vocab_size, pad_idx, config)
+    return course, fast, v1.trainable_variables()
+
+
 @pytest.fixture(scope="module")
 def both():
     """(course decoder, fast decoder, session): one graph, the same variables."""
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(2)
-        course = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG)
-        with v1.variable_scope(v1.get_variable_scope(), reuse=True):
-            fast = FastDecoder(VOCAB_SIZE, PAD_IDX, CONFIG)
-        variables = v1.trainable_variables()
+        course, fast, variables = course_and_fast_decoders(VOCAB_SIZE, PAD_IDX, CONFIG)
         for decoder in (course, fast):  # the embedding's gradient is IndexedSlices: made dense to compare
             decoder.gradients = [tf.convert_to_tensor(g) for g in tf.gradients(decoder.loss, variables)]
         session = v1.Session(graph=graph)

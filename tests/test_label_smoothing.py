@@ -9,11 +9,10 @@ import tensorflow as tf
 
 from capstone.attention import AttentionDecoder
 from capstone.config import ModelConfig, TrainingConfig, config_from_dict
-from capstone.decoder import Decoder
 from capstone.errors import CapstoneError
-from capstone.fast import FastDecoder
 from capstone.fast.label_smoothing import label_smoothing_penalty
 from capstone.training import build_training_graph, generate_batch
+from test_fast_decoder import course_and_fast_decoders
 
 v1 = tf.compat.v1
 CONFIG = ModelConfig(img_embed_size=24, img_embed_bottleneck=16, word_embed_size=12, lstm_units=20, logit_bottleneck=10)
@@ -44,10 +43,7 @@ def test_course_and_fast_decoders_minimise_the_smoothed_cross_entropy_with_the_s
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(1)
-        course = Decoder(VOCAB_SIZE, PAD_IDX, CONFIG)
-        with v1.variable_scope(v1.get_variable_scope(), reuse=True):
-            fast = FastDecoder(VOCAB_SIZE, PAD_IDX, CONFIG)
-        variables = v1.trainable_variables()
+        course, fast, variables = course_and_fast_decoders(VOCAB_SIZE, PAD_IDX, CONFIG)
         # TensorFlow's own label smoothing on the course graph's logits is the reference.
         labels = tf.one_hot(course.flat_ground_truth, VOCAB_SIZE) * (1 - EPS) + EPS / VOCAB_SIZE
         per_word = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=course.flat_token_logits)
