@@ -153,11 +153,18 @@ def learning_rate_for(history, config):
     """Adam's step size for the next epoch: the configured rate, times ``lr_decay`` for each epoch so far
     whose validation loss was no new best. A function of the history alone, so a resumed run continues
     the schedule exactly; without validation data the rate stays constant."""
-    best, stalls = math.inf, 0
+    return config.learning_rate * config.lr_decay ** validation_stalls(history)[0]
+
+
+def validation_stalls(history):
+    """(epochs, in a row at the end) in ``history`` whose validation loss was no new best (equal is no
+    better); epochs without a validation loss are skipped. ``self_critical_stalls`` is its CIDEr twin."""
+    best, stalls, in_a_row = math.inf, 0, 0
     for val_loss in (record.get("val_loss") for record in history):
         if val_loss is not None:
-            stalls, best = stalls + (val_loss >= best), min(best, val_loss)
-    return config.learning_rate * config.lr_decay ** stalls
+            stalled = val_loss >= best
+            stalls, in_a_row, best = stalls + stalled, (in_a_row + 1 if stalled else 0), min(best, val_loss)
+    return stalls, in_a_row
 
 
 def token_loss(decoder):
@@ -296,7 +303,6 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
     views: the training images' extra views (TrainingViews) or None.
     """
     has_val = bool(val_feeds)
-    best_val = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
     with writing(os.path.join(run_dir, "tensorboard"), _then(start_epoch)):
         writer = v1.summary.FileWriter(os.path.join(run_dir, "tensorboard"), graph=None if start_epoch else g.graph)
     _write_summaries(run_dir, writer, recovered, _then(start_epoch))
@@ -330,8 +336,7 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
         then = _then(epoch)
         prefix = checkpoints.save_epoch(g.saver, session, run_dir, record, then)
         then = _then(epoch + 1)
-        if has_val and record["val_loss"] < best_val:
-            best_val = record["val_loss"]
+        if has_val and validation_stalls(history + [record])[1] == 0:  # a new best validation loss
             checkpoints.install_best(run_dir, prefix, record, then)
         history.append(record)
         _publish_history(run_dir, history, then)

@@ -11,7 +11,8 @@ import pytest
 from capstone.__main__ import main
 from capstone.config import BEFORE_FIELD_EXISTED, ModelConfig, TrainingConfig, config_from_dict
 from capstone.data.holdout import HOLDOUT_MAX, Rows, hold_out, holdout_size
-from capstone.training import learning_rate_for
+from capstone.support import run_dir as runs
+from capstone.training import learning_rate_for, validation_stalls
 from synthetic import make_problem
 from test_cli import SMALL, write_split
 
@@ -57,6 +58,30 @@ def test_learning_rate_drops_after_each_epoch_without_a_better_val_loss():
     assert rates == [0.004, 0.004, 0.004, 0.002, 0.002, 0.001, 0.0005]
     assert learning_rate_for([{"val_loss": None}] * 4, config) == 0.004
     assert learning_rate_for([{"val_loss": v} for v in losses], TrainingConfig(lr_decay=1.0)) == 0.001
+
+
+def test_validation_stalls_count_epochs_with_no_new_best_and_those_in_a_row():
+    history = [{"val_loss": v} for v in (3.0, 2.9, 2.95, 2.8, 2.85, 2.86)]
+    assert validation_stalls(history) == (3, 2)
+    assert validation_stalls(history[:4]) == (1, 0)
+    assert validation_stalls(history + [{"val_loss": 2.8}]) == (4, 3)       # equal to the best is a stall
+    assert validation_stalls(history + [{"val_loss": None}]) == (3, 2)      # no validation: skipped
+    assert validation_stalls([]) == (0, 0)
+
+
+def test_best_dir_keeps_a_new_best_that_comes_after_a_stall(tmp_path, monkeypatch):
+    """Validation losses scripted 2.0, 2.5, 1.5, 1.8: best/ must move to epoch 3, past the stall of epoch 2."""
+    import capstone.training
+
+    scripted = iter([2.0, 2.5, 1.5, 1.8])
+    monkeypatch.setattr(capstone.training, "mean_loss", lambda *args: next(scripted))
+    _, data = _write_data(tmp_path)
+    run = str(tmp_path / "run")
+    assert main(["train", *data, "--out", run, "--epochs", "4", "--batches-per-epoch", "3", "--batch-size", "8",
+                 "--min-count", "1", "--n-validation-batches", "1", "--patience", "3", "--quiet", *SMALL]) == 0
+    history = json.load(open(os.path.join(run, "history.json")))
+    assert [h["val_loss"] for h in history] == [2.0, 2.5, 1.5, 1.8]
+    assert runs.best_checkpoint(run).endswith(os.path.join("epoch-0003", "model"))
 
 
 def test_an_old_config_without_the_new_fields_keeps_its_old_behaviour():
