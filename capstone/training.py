@@ -351,8 +351,8 @@ def _train_epochs(run_dir, g, session, model_config, config, train_embeds, train
 
 
 def _epochs_without_improvement(history):
-    vals = [h.get("val_loss") for h in history]
-    if not vals or vals[-1] is None:
+    """Epochs in a row, at the end of ``history``, with no new best validation loss (what ``patience``
+    counts); 0 when the last epoch had no validation loss (a run without validation never stops early)."""
+    if not history or history[-1].get("val_loss") is None:
         return 0
-    best_at = int(np.argmin(vals))
-    return len(vals) - 1 - best_at
+    return validation_stalls(history)[1]

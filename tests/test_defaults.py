@@ -12,7 +12,7 @@ from capstone.__main__ import main
 from capstone.config import BEFORE_FIELD_EXISTED, ModelConfig, TrainingConfig, config_from_dict
 from capstone.data.holdout import HOLDOUT_MAX, Rows, hold_out, holdout_size
 from capstone.support import run_dir as runs
-from capstone.training import learning_rate_for, validation_stalls
+from capstone.training import _epochs_without_improvement, learning_rate_for, validation_stalls
 from synthetic import make_problem
 from test_cli import SMALL, write_split
 
@@ -67,6 +67,17 @@ def test_validation_stalls_count_epochs_with_no_new_best_and_those_in_a_row():
     assert validation_stalls(history + [{"val_loss": 2.8}]) == (4, 3)       # equal to the best is a stall
     assert validation_stalls(history + [{"val_loss": None}]) == (3, 2)      # no validation: skipped
     assert validation_stalls([]) == (0, 0)
+
+
+def test_patience_counts_the_stalls_in_a_row_at_the_end_of_the_history():
+    history = [{"val_loss": v} for v in (3.0, 2.9, 2.95, 2.8, 2.85, 2.86)]
+    assert _epochs_without_improvement(history) == 2
+    assert _epochs_without_improvement(history[:4]) == 0
+    assert _epochs_without_improvement(history + [{"val_loss": 2.8}]) == 3    # equal to the best is no better
+    # an epoch without validation in the middle is skipped (it used to make np.argmin compare None with floats)
+    assert _epochs_without_improvement(history[:3] + [{"val_loss": None}] + history[3:]) == 2
+    assert _epochs_without_improvement(history + [{"val_loss": None}]) == 0  # last epoch unvalidated: never stop
+    assert _epochs_without_improvement([]) == 0
 
 
 def test_best_dir_keeps_a_new_best_that_comes_after_a_stall(tmp_path, monkeypatch):
