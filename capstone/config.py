@@ -14,6 +14,7 @@ from capstone.errors import CapstoneError
 MAX_LEN = 20          # MAX_LEN: captions are cut to this many tokens in training; the most words a caption gets
 BEAM_SIZE = 3         # captions kept at each step of beam search
 LENGTH_ALPHA = 1.0    # beam score = sum(log p) / length ** alpha: 1 = mean log probability per token
+NO_REPEAT_NGRAM = 0   # no n-gram of this many words twice in a caption (0: no such rule; capstone.fast.repeat_blocking)
 
 
 @dataclasses.dataclass
@@ -111,6 +112,28 @@ def check_length_alpha(length_alpha):
             or not 0 <= length_alpha < float("inf")):
         raise CapstoneError(f"length penalty alpha must be a number >= 0, got {length_alpha!r}")
     return float(length_alpha)
+
+
+def check_no_repeat_ngram(n):
+    """No n-gram of n words twice in a caption: n a whole number >= 0 (0: repeat freely)."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise CapstoneError(f"no-repeat n-gram size must be a whole number >= 0 (0: off), got {n!r}")
+    return int(n)
+
+
+def add_no_repeat_ngram_argument(p, more_help=""):
+    """--no-repeat-ngram N, the flag of caption, evaluate and serve (capstone.fast.repeat_blocking)."""
+    p.add_argument("--no-repeat-ngram", type=int, default=NO_REPEAT_NGRAM, metavar="N",
+                   help=f"no N words in a row twice in a caption, greedy or beam (default {NO_REPEAT_NGRAM}; "
+                        f"0: no such rule){more_help}")
+
+
+def no_repeat_ngram_from(args):
+    """--no-repeat-ngram: a whole number >= 0."""
+    try:
+        return check_no_repeat_ngram(args.no_repeat_ngram)
+    except CapstoneError as error:
+        raise CapstoneError(f"--no-repeat-ngram: {error}") from None
 
 
 def check_temperature(temperature):

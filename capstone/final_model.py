@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from capstone.captions import END, PAD, START, UNK, indices_to_caption
-from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, check_beam_size, check_length_alpha,
-                             check_max_len, check_temperature)
+from capstone.config import (BEAM_SIZE, LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, check_beam_size,
+                             check_length_alpha, check_max_len, check_no_repeat_ngram, check_temperature)
 from capstone.decoder import SCOPE, initial_state, make_layers
 from capstone.errors import CapstoneError
 from capstone.attention.layers import attention_step_for, make_attention_layers, squeeze_features
@@ -116,7 +116,7 @@ class FinalModel:
         """Inputs: none.
         Outputs: the decoders' settings, fed per call (defaults in ``capstone.config``):
           max_len [] int32, sample [] bool, temperature [] float32, sample_seed [2] int64,
-          beam_size [] int32, length_alpha [] float64.
+          beam_size [] int32, length_alpha [] float64, no_repeat_ngram [] int32.
         """
         self.max_len = v1.placeholder_with_default(MAX_LEN, [], name="max_len")
         self.sample = v1.placeholder_with_default(False, [], name="sample")
@@ -124,6 +124,7 @@ class FinalModel:
         self.sample_seed = v1.placeholder_with_default(tf.constant([0, 0], tf.int64), [2], name="sample_seed")
         self.beam_size = v1.placeholder_with_default(BEAM_SIZE, [], name="beam_size")
         self.length_alpha = v1.placeholder_with_default(tf.constant(LENGTH_ALPHA, tf.float64), [], name="length_alpha")
+        self.no_repeat_ngram = v1.placeholder_with_default(NO_REPEAT_NGRAM, [], name="no_repeat_ngram")
 
     def build_layers(self):
         """Inputs: img_embeds.
@@ -166,23 +167,25 @@ class FinalModel:
         self.one_step = (self.new_probs, new_state.c, new_state.h)
 
     def build_greedy_decoder(self):
-        """Inputs: init_lstm; max_len, sample, temperature, sample_seed.
+        """Inputs: init_lstm; max_len, sample, temperature, sample_seed, no_repeat_ngram.
         Outputs: greedy_tokens = (tokens [B, steps] int32, lengths [B] int32), see
           ``capstone.fast.decoding.greedy_decode``.
         """
         tokens, lengths, self.greedy_attention = greedy_decode(
             self.step_for, LSTMState(*self.init_lstm), len(self.vocab), self.vocab[START],
-            self.vocab[END], self.banned_tokens, self.max_len, self.sample, self.temperature, self.sample_seed)
+            self.vocab[END], self.banned_tokens, self.max_len, self.sample, self.temperature, self.sample_seed,
+            self.no_repeat_ngram)
         self.greedy_tokens = (tokens, lengths)
 
     def build_beam_decoder(self):
-        """Inputs: init_lstm, max_len, beam_size, length_alpha.
+        """Inputs: init_lstm, max_len, beam_size, length_alpha, no_repeat_ngram.
         Outputs: beam_tokens = (tokens [B, K, max_len], lengths [B, K], scores [B, K]), see
           ``capstone.fast.decoding.beam_decode``.
         """
         tokens, lengths, scores, self.beam_attention = beam_decode(
             self.step_for, LSTMState(*self.init_lstm), len(self.vocab), self.vocab[START],
-            self.vocab[END], self.banned_tokens, self.beam_size, self.max_len, self.length_alpha, self.n_locations)
+            self.vocab[END], self.banned_tokens, self.beam_size, self.max_len, self.length_alpha, self.n_locations,
+            self.no_repeat_ngram)
         self.beam_tokens = (tokens, lengths, scores)
 
     # -- running it ----------------------------------------------------------------------------
@@ -232,16 +235,20 @@ class FinalModel:
         probs, c, h = self.session.run(self.one_step, feed)
         return probs, (c, h)
 
-    def attention_maps(self, images=None, embeddings=None, beam_size=0, max_len=MAX_LEN):
+    def attention_maps(self, images=None, embeddings=None, beam_size=0, max_len=MAX_LEN, length_alpha=LENGTH_ALPHA,
+                       no_repeat_ngram=NO_REPEAT_NGRAM):
         """For each image, [(word, weights [G, G])] of its greedy (or best beam) caption, END excluded:
-        where the attention decoder looked for each word. One Session.run for the batch."""
+        where the attention decoder looked for each word (the caption ``captions``/``beam_captions``
+        give with the same settings). One Session.run for the batch."""
         if not self.attends:
             raise CapstoneError(f"{self.run.path}: a {self.model_config.decoder} decoder has no attention maps; "
                                 f"train with --decoder attention")
         feed = self._input_feed(images, embeddings)
-        feed[self.max_len] = check_max_len(max_len)
+        feed.update({self.max_len: check_max_len(max_len),
+                     self.no_repeat_ngram: check_no_repeat_ngram(no_repeat_ngram)})
         if beam_size:
-            feed[self.beam_size] = check_beam_size(beam_size)
+            feed.update({self.beam_size: check_beam_size(beam_size),
+                         self.length_alpha: check_length_alpha(length_alpha)})
             (tokens, lengths, _), weights = self.session.run([self.beam_tokens, self.beam_attention], feed)
             tokens, lengths, weights = tokens[:, 0], lengths[:, 0], weights[:, 0]  # the best beam, END not in it
         else:
@@ -257,12 +264,14 @@ class FinalModel:
         silently drops it) is worse than one that picks the best real word."""
         return [self.vocab[token] for token in (PAD, UNK, START) if token in self.vocab]
 
-    def sample_tokens(self, images=None, embeddings=None, temperature=1.0, sample=False, max_len=MAX_LEN, rng=None):
+    def sample_tokens(self, images=None, embeddings=None, temperature=1.0, sample=False, max_len=MAX_LEN, rng=None,
+                      no_repeat_ngram=NO_REPEAT_NGRAM):
         """Greedy (or temperature-sampled) token ids for a batch, in one Session.run.
 
         Returns a list of index lists without START; each ends at END or after max_len words.
         Sampling draws from a seed taken from ``rng`` (a numpy Generator; None: a fresh one),
-        so the same rng state gives the same captions.
+        so the same rng state gives the same captions. no_repeat_ngram: no n-gram of that many
+        words twice in a caption (0: no such rule).
         """
         temperature = check_temperature(temperature)
         feed = self._input_feed(images, embeddings)
@@ -270,7 +279,7 @@ class FinalModel:
         rows = len(next(iter(feed.values())))
         if rows == 0 or max_len == 0:
             return [[] for _ in range(rows)]
-        feed[self.max_len] = max_len
+        feed.update({self.max_len: max_len, self.no_repeat_ngram: check_no_repeat_ngram(no_repeat_ngram)})
         if sample:
             rng = rng if rng is not None else np.random.default_rng()
             feed.update({self.sample: True, self.temperature: temperature,
@@ -278,19 +287,21 @@ class FinalModel:
         tokens, lengths = self.session.run(self.greedy_tokens, feed)
         return [row[:n].tolist() for row, n in zip(tokens, lengths)]
 
-    def captions(self, images=None, embeddings=None, temperature=1.0, sample=False, max_len=MAX_LEN, rng=None):
+    def captions(self, images=None, embeddings=None, temperature=1.0, sample=False, max_len=MAX_LEN, rng=None,
+                 no_repeat_ngram=NO_REPEAT_NGRAM):
         """Caption text for each image/embedding of a batch."""
         return [indices_to_caption(ids, self.inverse_vocab)
-                for ids in self.sample_tokens(images, embeddings, temperature, sample, max_len, rng)]
+                for ids in self.sample_tokens(images, embeddings, temperature, sample, max_len, rng, no_repeat_ngram)]
 
     def beam_captions(self, images=None, embeddings=None, beam_size=BEAM_SIZE, max_len=MAX_LEN,
-                      length_alpha=LENGTH_ALPHA):
+                      length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM):
         """For each image, the ``beam_size`` best (caption text, score) pairs, best first."""
         return [[(indices_to_caption(tokens, self.inverse_vocab), score) for tokens, score in found]
-                for found in self.beam_search_tokens(images, embeddings, beam_size, max_len, length_alpha)]
+                for found in self.beam_search_tokens(images, embeddings, beam_size, max_len, length_alpha,
+                                                     no_repeat_ngram)]
 
     def beam_search_tokens(self, images=None, embeddings=None, beam_size=BEAM_SIZE, max_len=MAX_LEN,
-                           length_alpha=LENGTH_ALPHA):
+                           length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM):
         """For each image, the ``beam_size`` best (token ids without START/END, score), best first.
 
         One Session.run for the whole batch (``beam_tokens``).
@@ -301,7 +312,8 @@ class FinalModel:
         if rows == 0:
             return []
         feed.update({self.beam_size: beam_size, self.max_len: check_max_len(max_len),
-                     self.length_alpha: check_length_alpha(length_alpha)})
+                     self.length_alpha: check_length_alpha(length_alpha),
+                     self.no_repeat_ngram: check_no_repeat_ngram(no_repeat_ngram)})
         tokens, lengths, scores = self.session.run(self.beam_tokens, feed)
         return [[(tokens[b, k, :lengths[b, k]].tolist(), float(scores[b, k]))
                  for k in range(scores.shape[1]) if np.isfinite(scores[b, k])] for b in range(rows)]

@@ -12,11 +12,22 @@ import numpy as np
 from capstone.config import check_beam_size
 
 
-def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, length_alpha=1.0, banned=()):
+def repeats_an_ngram(tokens, word, n):
+    """Would ``word`` after ``tokens`` make an n-gram (n words in a row) that the caption already has?
+    (Only a word already in the caption can.)"""
+    if n <= 0 or len(tokens) < n:
+        return False
+    candidate = tuple(tokens[len(tokens) - n + 1:]) + (word,)
+    return any(tuple(tokens[i:i + n]) == candidate for i in range(len(tokens) - n + 1))
+
+
+def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, length_alpha=1.0, banned=(),
+                no_repeat_ngram=0):
     """The ``beam_size`` best captions as [(tokens without START/END, score)], best first.
 
     score = sum(log p) / len ** length_alpha, len counting END; alpha=1 is the mean log
     probability per token, so long captions are not punished just for being long.
+    no_repeat_ngram: a word that would repeat an n-gram of its beam is never chosen (0: no such rule).
     """
     check_beam_size(beam_size)
     beams = [([], 0.0)]                     # (tokens so far, sum of log probs), all still open
@@ -27,6 +38,8 @@ def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, l
         probs, state = step(words, state)
         log_probs = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-30))
         log_probs[:, list(banned)] = -np.inf
+        for row, (tokens, _) in enumerate(beams):
+            log_probs[row, [w for w in set(tokens) if repeats_an_ngram(tokens, w, no_repeat_ngram)]] = -np.inf
         totals = np.array([score for _, score in beams])[:, None] + log_probs   # [beams, vocab]
         # Best candidates over all beams; 2 * beam_size leaves room for some that end now.
         flat = np.argsort(-totals, axis=None)[: 2 * beam_size]
@@ -57,7 +70,7 @@ def beam_search(step, init_state, start_idx, end_idx, beam_size=3, max_len=20, l
     return [(tokens, float(score)) for tokens, score in finished[:beam_size]]
 
 
-def greedy_tokens_stepwise(model, embeddings, max_len=20):
+def greedy_tokens_stepwise(model, embeddings, max_len=20, no_repeat_ngram=0):
     """Greedy token ids for a batch, one ``FinalModel.step`` (Session.run of one_step) per word:
     what the in-graph greedy decoder must equal."""
     state = model.initial_state(embeddings=embeddings)
@@ -69,6 +82,8 @@ def greedy_tokens_stepwise(model, embeddings, max_len=20):
         probs, state = model.step(words, state, **image)
         probs = probs.astype(np.float64)
         probs[:, model.banned_tokens] = 0.0
+        for row in range(batch):
+            probs[row, [w for w in set(tokens[row]) if repeats_an_ngram(tokens[row], w, no_repeat_ngram)]] = -1.0
         words = probs.argmax(axis=1).astype(np.int32)
         for row in np.flatnonzero(~done):
             tokens[row].append(int(words[row]))
@@ -78,7 +93,7 @@ def greedy_tokens_stepwise(model, embeddings, max_len=20):
     return tokens
 
 
-def beam_search_tokens_stepwise(model, embeddings, beam_size=3, max_len=20, length_alpha=1.0):
+def beam_search_tokens_stepwise(model, embeddings, beam_size=3, max_len=20, length_alpha=1.0, no_repeat_ngram=0):
     """``FinalModel.beam_search_tokens`` with the numpy ``beam_search``: one Session.run per word per image."""
     c, h = model.initial_state(embeddings=embeddings)
 
@@ -89,5 +104,6 @@ def beam_search_tokens_stepwise(model, embeddings, beam_size=3, max_len=20, leng
                                                                                   len(words), axis=0))
 
     return [beam_search(step_of(row), (c[row:row + 1], h[row:row + 1]), model.vocab["#START#"], model.vocab["#END#"],
-                        beam_size=beam_size, max_len=max_len, length_alpha=length_alpha, banned=model.banned_tokens)
+                        beam_size=beam_size, max_len=max_len, length_alpha=length_alpha, banned=model.banned_tokens,
+                        no_repeat_ngram=no_repeat_ngram)
             for row in range(len(c))]

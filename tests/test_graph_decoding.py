@@ -73,14 +73,18 @@ def test_greedy_in_graph_matches_on_an_untrained_coco_sized_model(tmp_path):
     np.testing.assert_allclose([[s for _, s in f] for f in beams], [[s for _, s in f] for f in reference], atol=1e-5)
 
 
-@pytest.mark.parametrize("beam_size, max_len, alpha", [(1, 20, 1.0), (3, 20, 1.0), (5, 20, 0.0), (3, 4, 0.5),
-                                                       (12, 20, 1.0), (3, 0, 1.0)])
-def test_beam_in_graph_matches_the_numpy_beam_search(model, problem, beam_size, max_len, alpha):
-    """beam_size 12 with 19 tokens (3 banned) leaves fewer finite candidates than 2 * beam_size."""
+@pytest.mark.parametrize("beam_size, max_len, alpha, no_repeat", [
+    (1, 20, 1.0, 0), (3, 20, 1.0, 0), (5, 20, 0.0, 0), (3, 4, 0.5, 0), (12, 20, 1.0, 0), (3, 0, 1.0, 0),
+    (3, 20, 1.0, 1), (12, 20, 1.0, 2)])
+def test_beam_in_graph_matches_the_numpy_beam_search(model, problem, beam_size, max_len, alpha, no_repeat):
+    """beam_size 12 with 19 tokens (3 banned) leaves fewer finite candidates than 2 * beam_size; with
+    no_repeat, images whose search has ended (and empty slots) sit beside those still searching."""
     (_, _, _), (val_e, _, _) = problem
     embeds = val_e[:12]
-    in_graph = model.beam_search_tokens(embeddings=embeds, beam_size=beam_size, max_len=max_len, length_alpha=alpha)
-    reference = beam_search_tokens_stepwise(model, embeds, beam_size=beam_size, max_len=max_len, length_alpha=alpha)
+    in_graph = model.beam_search_tokens(embeddings=embeds, beam_size=beam_size, max_len=max_len, length_alpha=alpha,
+                                        no_repeat_ngram=no_repeat)
+    reference = beam_search_tokens_stepwise(model, embeds, beam_size=beam_size, max_len=max_len, length_alpha=alpha,
+                                            no_repeat_ngram=no_repeat)
     assert len(in_graph) == len(reference) == 12
     for found, expected in zip(in_graph, reference):
         assert [tokens for tokens, _ in found] == [tokens for tokens, _ in expected]

@@ -5,7 +5,7 @@ import sys
 
 from capstone.commands.common import add_length_alpha_argument, length_alpha_from
 from capstone.encoders.embed import read_embeddings
-from capstone.config import MAX_LEN
+from capstone.config import MAX_LEN, add_no_repeat_ngram_argument, no_repeat_ngram_from
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 from capstone.support.run_dir import shapes_warning
@@ -20,6 +20,7 @@ def add_arguments(p):
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--beam", type=int, default=0, help="beam search with this many beams (0: greedy)")
     add_length_alpha_argument(p)
+    add_no_repeat_ngram_argument(p)
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--seed", type=int, default=None, help="seed for --sample")
     p.add_argument("--batch-size", type=int, default=64)
@@ -31,7 +32,7 @@ def add_arguments(p):
 def _check_caption_args(args):
     if args.beam < 0 or (args.beam and args.sample):
         raise CapstoneError("--beam must be a positive beam size and cannot be combined with --sample")
-    args.length_alpha = length_alpha_from(args)
+    args.length_alpha, args.no_repeat_ngram = length_alpha_from(args), no_repeat_ngram_from(args)
     if args.temperature <= 0:
         raise CapstoneError(f"--temperature must be > 0, got {args.temperature}")
     if bool(args.embeds) != bool(args.fns):
@@ -57,7 +58,8 @@ def save_attention_plots(model, images, names, args):
     from capstone.evaluation.attention_plot import save_attention_plot
 
     for path, image, name in zip(plot_paths(args.attention_plot, names), images, names):
-        maps = model.attention_maps(images=image[None], beam_size=args.beam, max_len=args.max_len)[0]
+        maps = model.attention_maps(images=image[None], beam_size=args.beam, max_len=args.max_len,
+                                    length_alpha=args.length_alpha, no_repeat_ngram=args.no_repeat_ngram)[0]
         print(save_attention_plot(image, maps, path, title=os.path.basename(name)))
 
 
@@ -70,9 +72,11 @@ def caption_batches(model, names, inputs, args, kind):
         batch = {kind: inputs[start:start + args.batch_size]}
         if args.beam:
             texts = [found[0][0] for found in model.beam_captions(**batch, beam_size=args.beam, max_len=args.max_len,
-                                                                  length_alpha=args.length_alpha)]
+                                                                  length_alpha=args.length_alpha,
+                                                                  no_repeat_ngram=args.no_repeat_ngram)]
         else:
-            texts = model.captions(**batch, temperature=args.temperature, sample=args.sample, max_len=args.max_len, rng=rng)
+            texts = model.captions(**batch, temperature=args.temperature, sample=args.sample, max_len=args.max_len,
+                                   rng=rng, no_repeat_ngram=args.no_repeat_ngram)
         yield from zip(names[start:start + args.batch_size], texts)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from capstone.encoders.embed import read_embeddings
 from capstone.commands.common import add_length_alpha_argument, length_alpha_from
-from capstone.config import LENGTH_ALPHA, MAX_LEN
+from capstone.config import (LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, add_no_repeat_ngram_argument,
+                             no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 
@@ -19,6 +20,7 @@ def add_arguments(p):
     p.add_argument("--captions", required=True, action="append", help="reference captions, as for 'train'")
     p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy)")
     add_length_alpha_argument(p, "; results are named e.g. beam3_alpha0.5")
+    add_no_repeat_ngram_argument(p, "; results are named e.g. beam3_norepeat2")
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--baseline", metavar="TRAIN_PREFIX",
                    help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
@@ -61,14 +63,13 @@ def check_encoder(run, fns_path):
                             f"--encoder {run.encoder}")
 
 
-def decoder_name(beam, length_alpha=LENGTH_ALPHA):
-    """greedy for beam 0, beam3 for beam 3, beam3_alpha0.5 for a length penalty other than the default:
+def decoder_name(beam, length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM):
+    """greedy for beam 0, beam3 for beam 3, beam3_alpha0.5 for a length penalty other than the default,
+    then _norepeat2 for a no-repeat n-gram size other than the default (_norepeat0: the rule turned off):
     how rows, files and metrics.json name a decoder."""
-    if not beam:
-        return "greedy"
-    if length_alpha == LENGTH_ALPHA:
-        return f"beam{beam}"
-    return f"beam{beam}_alpha{length_alpha:g}"
+    name = ("greedy" if not beam else f"beam{beam}" if length_alpha == LENGTH_ALPHA
+            else f"beam{beam}_alpha{length_alpha:g}")
+    return name if no_repeat_ngram == NO_REPEAT_NGRAM else f"{name}_norepeat{no_repeat_ngram}"
 
 
 def run(args):
@@ -84,7 +85,7 @@ def run(args):
 
     if args.beam < 0:
         raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
-    length_alpha = length_alpha_from(args)
+    length_alpha, no_repeat_ngram = length_alpha_from(args), no_repeat_ngram_from(args)
     if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
         raise CapstoneError("give --images, or --embeds and --fns")
     precision = resolve(args.precision, path="caption")
@@ -107,10 +108,11 @@ def run(args):
     source = " + ".join(args.captions)
     scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
     model = FinalModel.load(args.run_dir, precision=precision)
-    decoder = decoder_name(args.beam, length_alpha)
+    decoder = decoder_name(args.beam, length_alpha, no_repeat_ngram)
     report = {decoder: evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
-                                      source=source, scenes=scenes, length_alpha=length_alpha)}
-    report[decoder]["precision"] = precision
+                                      source=source, scenes=scenes, length_alpha=length_alpha,
+                                      no_repeat_ngram=no_repeat_ngram)}
+    report[decoder].update(precision=precision, no_repeat_ngram=no_repeat_ngram)
     if args.beam:
         report[decoder]["length_alpha"] = length_alpha
     if args.baseline:

@@ -14,14 +14,16 @@ import numpy as np
 from capstone.evaluation.baseline import nearest_neighbour_captions
 from capstone.data.caption_files import captions_for_fns
 from capstone.data.shapes_facts import fully_true_rates
-from capstone.config import LENGTH_ALPHA, MAX_LEN
+from capstone.config import LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM
 from capstone.errors import CapstoneError
 from capstone.evaluation.metrics import score_captions
 from utils import decode_image_from_buf
 
 
-def caption_embeddings(model, embeds, beam=0, max_len=MAX_LEN, batch_size=64, length_alpha=LENGTH_ALPHA):
-    """Greedy (beam=0) or beam-search captions (length penalty ``length_alpha``) for every row of ``embeds``."""
+def caption_embeddings(model, embeds, beam=0, max_len=MAX_LEN, batch_size=64, length_alpha=LENGTH_ALPHA,
+                       no_repeat_ngram=NO_REPEAT_NGRAM):
+    """Greedy (beam=0) or beam-search captions (length penalty ``length_alpha``) for every row of ``embeds``,
+    no n-gram of ``no_repeat_ngram`` words twice in one (0: no such rule)."""
     if beam < 0 or int(beam) != beam:
         raise CapstoneError(f"beam size must be a positive integer (or 0 for greedy), got {beam}")
     captions = []
@@ -29,9 +31,10 @@ def caption_embeddings(model, embeds, beam=0, max_len=MAX_LEN, batch_size=64, le
         batch = embeds[start:start + batch_size]
         if beam:
             captions += [found[0][0] for found in model.beam_captions(embeddings=batch, beam_size=beam, max_len=max_len,
-                                                                      length_alpha=length_alpha)]
+                                                                      length_alpha=length_alpha,
+                                                                      no_repeat_ngram=no_repeat_ngram)]
         else:
-            captions += model.captions(embeddings=batch, max_len=max_len)
+            captions += model.captions(embeddings=batch, max_len=max_len, no_repeat_ngram=no_repeat_ngram)
     return captions
 
 
@@ -48,10 +51,11 @@ def _report(fns, references, candidates, use_java, scenes):
 
 
 def evaluate_model(model, embeds, fns, fn_to_captions, beam=0, max_len=MAX_LEN, source="captions", use_java=None,
-                   scenes=None, length_alpha=LENGTH_ALPHA):
+                   scenes=None, length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM):
     """Caption ``embeds`` and score them against the references of ``fns`` (and the ``scenes``, if given)."""
     references = captions_for_fns(fns, fn_to_captions, source)
-    candidates = caption_embeddings(model, embeds, beam=beam, max_len=max_len, length_alpha=length_alpha)
+    candidates = caption_embeddings(model, embeds, beam=beam, max_len=max_len, length_alpha=length_alpha,
+                                    no_repeat_ngram=no_repeat_ngram)
     return _report(fns, references, candidates, use_java, scenes)
 
 

@@ -17,6 +17,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from capstone.fast.repeat_blocking import allowed_next
 from capstone.support.precision import FLOAT32, graph_precision
 
 v1 = tf.compat.v1
@@ -78,13 +79,14 @@ def allowed_tokens(vocab_size, banned):
 
 
 def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, max_len, sample=False,
-                  temperature=1.0, seed=(0, 0)):
+                  temperature=1.0, seed=(0, 0), no_repeat_ngram=0):
     """The most probable word at every step (or one drawn at a temperature), for every row at once.
 
     Inputs: step_for (``show_and_tell_step`` or the attention decoder's): step_for(1) is the step
       function; init_state: the decoder's state for B images (any nest of [B, ...] tensors);
       max_len [] int32; sample [] bool; temperature [] float32; seed [2] int64 (the draws are a
-      function of seed and step).
+      function of seed and step); no_repeat_ngram [] int32: no n-gram of this many words twice in a
+      caption (0: no such rule; ``capstone.fast.repeat_blocking``).
     Outputs: (tokens [B, steps] int32, lengths [B] int32, weights [B, steps, L] float32). Row b's
       caption is tokens[b, :lengths[b]]: its words up to and including its first END; weights
       are the attention weights over L image locations behind each word (L = 0 without attention).
@@ -99,12 +101,12 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
     batch = tf.shape(tf.nest.flatten(init_state)[0])[0]
     sample, seed = tf.convert_to_tensor(sample, tf.bool), tf.cast(seed, tf.int64)
 
-    def keep_going(step, words, state, done, lengths, history, weights):
+    def keep_going(step, words, state, done, lengths, so_far, history, weights):
         return tf.logical_and(step < max_len, tf.logical_not(tf.reduce_all(done)))
 
-    def one_word(step, words, state, done, lengths, history, weights):
+    def one_word(step, words, state, done, lengths, so_far, history, weights):
         logits, state, step_weights = step_fn(words, state)                       # [B, vocab], [B, L]
-        logits = tf.where(allowed, logits, -np.inf)
+        logits = tf.where(allowed_next(allowed, so_far, step, no_repeat_ngram), logits, -np.inf)
         # The softmax is left out: it changes neither the largest logit nor, up to a constant per
         # row that the draw ignores, log p / temperature.
         words = tf.cond(
@@ -114,7 +116,9 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
             lambda: tf.argmax(logits, axis=1, output_type=tf.int32))              # [B]
         lengths += tf.cast(tf.logical_not(done), tf.int32)  # rows that ended keep their length
         done = tf.logical_or(done, tf.equal(words, end_idx))
-        return step + 1, words, state, done, lengths, history.write(step, words), weights.write(step, step_weights)
+        so_far = tf.where(tf.equal(tf.range(max_len), step)[None], words[:, None], so_far)  # [B, max_len]
+        return (step + 1, words, state, done, lengths, so_far, history.write(step, words),
+                weights.write(step, step_weights))
 
     start = (
         tf.constant(0),
@@ -122,10 +126,11 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
         init_state,
         tf.zeros([batch], tf.bool),
         tf.zeros([batch], tf.int32),
+        tf.fill(tf.stack([batch, max_len]), -1),                               # the words so far
         tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])),
         tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None, None])),
     )
-    _, _, _, _, lengths, history, weights = v1.while_loop(keep_going, one_word, start, name="greedy_decode")
+    _, _, _, _, lengths, _, history, weights = v1.while_loop(keep_going, one_word, start, name="greedy_decode")
     return tf.transpose(history.stack()), lengths, tf.transpose(weights.stack(), [1, 0, 2])
 
 
@@ -146,12 +151,13 @@ Beams = collections.namedtuple("Beams", [
 
 
 def beam_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, beam_size, max_len, length_alpha,
-                n_weights=0):
+                n_weights=0, no_repeat_ngram=0):
     """Length-normalised beam search for every image of a batch in one while loop.
 
     Inputs: step_for: step_for(K) is the step function for rows b * K + slot; init_state: the
       decoder's state for B images (any nest of [B, ...]); beam_size [] int32, max_len [] int32 and
-      length_alpha [] float64 tensors; n_weights: L, the image locations a step attends to (0: none).
+      length_alpha [] float64 tensors; n_weights: L, the image locations a step attends to (0: none);
+      no_repeat_ngram [] int32: no n-gram of this many words twice in a caption (0: no such rule).
     Outputs: (tokens [B, K, max_len] int32, lengths [B, K] int32, scores [B, K] float64,
       weights [B, K, max_len, L] float32), the K = beam_size best captions of each image, best
       first: tokens[b, k, :lengths[b, k]] without START/END, score = sum(log p) / (length + 1) **
@@ -173,7 +179,9 @@ def beam_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, be
 
     def one_word(t, beams):
         logits, new_state, step_weights = step_fn(beams.words, beams.state)             # [B*K, vocab], [B*K, L]
-        cand = best_candidates(tf.where(allowed, tf.nn.softmax(logits), -1.0), beams.open_scores, k)
+        rows_so_far = tf.reshape(beams.open_tokens, [batch * k, -1])                     # [B*K, max_len]
+        allowed_now = allowed_next(allowed, rows_so_far, t, no_repeat_ngram)            # [B*K, vocab]
+        cand = best_candidates(tf.where(allowed_now, tf.nn.softmax(logits), -1.0), beams.open_scores, k)
         ends = tf.logical_and(cand.finite, tf.equal(cand.words, end_idx))
         opens = tf.logical_and(cand.finite, tf.not_equal(cand.words, end_idx))
         cand_tokens = tf.gather(beams.open_tokens, cand.slots, batch_dims=1)          # [B, 2K, max_len]

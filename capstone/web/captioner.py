@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from capstone.captions import START
+from capstone.config import NO_REPEAT_NGRAM
 from capstone.encoders.images import image_for_model
 from capstone.errors import CapstoneError
 from capstone.support import run_dir as runs
@@ -63,12 +64,14 @@ class Captioner:
     """
 
     def __init__(self, model, beam_size=3, max_len=20, top_words=5, max_pixels=DEFAULT_MAX_PIXELS,
-                 max_in_flight=DEFAULT_MAX_IN_FLIGHT, queue_seconds=DEFAULT_QUEUE_SECONDS):
+                 max_in_flight=DEFAULT_MAX_IN_FLIGHT, queue_seconds=DEFAULT_QUEUE_SECONDS,
+                 no_repeat_ngram=NO_REPEAT_NGRAM):
         if model.input_images is None:
             raise CapstoneError("the caption service needs the model's image encoder: load it with with_encoder=True")
         self.model = model
         self.beam_size = beam_size
         self.max_len = max_len
+        self.no_repeat_ngram = no_repeat_ngram  # no n-gram of this many words twice in a caption (0: off)
         self.top_words = top_words
         self.max_pixels = max_pixels
         self.queue_seconds = queue_seconds
@@ -106,15 +109,18 @@ class Captioner:
         """-> {"caption", "beam_captions": [{"caption", "score"}], "next_words": [{"word", "probability"}]},
         and for an attention model "attention": [{"word", "weights": G x G}] (where each word looked)."""
         embedding = self.embed(pixels)
-        caption = self.model.captions(embeddings=embedding, max_len=self.max_len)[0]
-        beams = self.model.beam_captions(embeddings=embedding, beam_size=self.beam_size, max_len=self.max_len)[0]
+        caption = self.model.captions(embeddings=embedding, max_len=self.max_len,
+                                      no_repeat_ngram=self.no_repeat_ngram)[0]
+        beams = self.model.beam_captions(embeddings=embedding, beam_size=self.beam_size, max_len=self.max_len,
+                                         no_repeat_ngram=self.no_repeat_ngram)[0]
         result = {
             "caption": caption,
             "beam_captions": [{"caption": text, "score": float(score)} for text, score in beams],
             "next_words": self.first_words(embedding),
         }
         if self.model.attends:
-            maps = self.model.attention_maps(embeddings=embedding, max_len=self.max_len)[0]
+            maps = self.model.attention_maps(embeddings=embedding, max_len=self.max_len,
+                                             no_repeat_ngram=self.no_repeat_ngram)[0]
             result["attention"] = [{"word": word, "weights": np.round(weights, 4).tolist()} for word, weights in maps]
         return result
 

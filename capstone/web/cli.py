@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import sys
 
+from capstone.config import add_no_repeat_ngram_argument, no_repeat_ngram_from
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel
 from capstone.support.precision import add_precision_argument, resolve
@@ -32,6 +33,7 @@ def add_arguments(p):
                    help=f"largest picture, by its header, in millions of pixels (default {DEFAULT_MAX_PIXELS / 1e6:g})")
     p.add_argument("--beam", type=int, default=3, help="beam size of the beam-search captions (default 3)")
     p.add_argument("--max-len", type=int, default=20, help="most words per caption (default 20)")
+    add_no_repeat_ngram_argument(p)
     add_precision_argument(p)
     p.add_argument("--dev", action="store_true", help="Flask's development server instead of waitress")
     p.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
@@ -61,6 +63,7 @@ def check_args(args):
         raise CapstoneError("--threads, --connection-limit, --channel-timeout and --max-in-flight must be at least 1")
     if args.queue_seconds < 0 or args.grace < 0:
         raise CapstoneError("--queue-seconds and --grace must be 0 or more")
+    no_repeat_ngram_from(args)
 
 
 def run(args):
@@ -69,12 +72,14 @@ def run(args):
     model = FinalModel.load(args.run_dir, with_encoder=True, precision=resolve(args.precision, path="caption"))
     captioner = Captioner(model, args.beam, args.max_len,
                           max_pixels=int(args.max_megapixels * 1e6), max_in_flight=args.max_in_flight,
-                          queue_seconds=args.queue_seconds)
+                          queue_seconds=args.queue_seconds, no_repeat_ngram=args.no_repeat_ngram)
     index = None
     if args.index:
         log(f"indexing {args.index} ...")
         index = load_or_build(args.index, captioner.captions_for_file,
-                              model_id(args.run_dir, beam=args.beam, max_len=args.max_len),
+                              # without the rule the id is what it was before the flag: saved indexes stay valid
+                              model_id(args.run_dir, beam=args.beam, max_len=args.max_len,
+                                       **({"no_repeat_ngram": args.no_repeat_ngram} if args.no_repeat_ngram else {})),
                               index_path=args.index_file, log=log)
     app = create_app(captioner, index, max_upload_bytes=int(args.max_upload_mb * MEGABYTE),
                      allow_private_urls=args.allow_private_urls)
