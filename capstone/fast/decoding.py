@@ -101,11 +101,14 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
     batch = tf.shape(tf.nest.flatten(init_state)[0])[0]
     sample, seed = tf.convert_to_tensor(sample, tf.bool), tf.cast(seed, tf.int64)
 
-    def keep_going(step, words, state, done, lengths, so_far, history, weights):
+    def keep_going(step, words, state, done, lengths, history, weights):
         return tf.logical_and(step < max_len, tf.logical_not(tf.reduce_all(done)))
 
-    def one_word(step, words, state, done, lengths, so_far, history, weights):
+    def one_word(step, words, state, done, lengths, history, weights):
         logits, state, step_weights = step_fn(words, state)                       # [B, vocab], [B, L]
+        def so_far():  # [B, step]: the words so far, read only where a repeat is possible
+            return tf.transpose(history.stack())
+
         logits = tf.where(allowed_next(allowed, so_far, step, no_repeat_ngram), logits, -np.inf)
         # The softmax is left out: it changes neither the largest logit nor, up to a constant per
         # row that the draw ignores, log p / temperature.
@@ -116,9 +119,7 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
             lambda: tf.argmax(logits, axis=1, output_type=tf.int32))              # [B]
         lengths += tf.cast(tf.logical_not(done), tf.int32)  # rows that ended keep their length
         done = tf.logical_or(done, tf.equal(words, end_idx))
-        so_far = tf.where(tf.equal(tf.range(max_len), step)[None], words[:, None], so_far)  # [B, max_len]
-        return (step + 1, words, state, done, lengths, so_far, history.write(step, words),
-                weights.write(step, step_weights))
+        return step + 1, words, state, done, lengths, history.write(step, words), weights.write(step, step_weights)
 
     start = (
         tf.constant(0),
@@ -126,11 +127,10 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
         init_state,
         tf.zeros([batch], tf.bool),
         tf.zeros([batch], tf.int32),
-        tf.fill(tf.stack([batch, max_len]), -1),                               # the words so far
         tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])),
         tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None, None])),
     )
-    _, _, _, _, lengths, _, history, weights = v1.while_loop(keep_going, one_word, start, name="greedy_decode")
+    _, _, _, _, lengths, history, weights = v1.while_loop(keep_going, one_word, start, name="greedy_decode")
     return tf.transpose(history.stack()), lengths, tf.transpose(weights.stack(), [1, 0, 2])
 
 
@@ -179,8 +179,10 @@ def beam_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, be
 
     def one_word(t, beams):
         logits, new_state, step_weights = step_fn(beams.words, beams.state)             # [B*K, vocab], [B*K, L]
-        rows_so_far = tf.reshape(beams.open_tokens, [batch * k, -1])                     # [B*K, max_len]
-        allowed_now = allowed_next(allowed, rows_so_far, t, no_repeat_ngram)            # [B*K, vocab]
+        def so_far():  # [B*K, max_len]: each slot's words so far
+            return tf.reshape(beams.open_tokens, [batch * k, -1])
+
+        allowed_now = allowed_next(allowed, so_far, t, no_repeat_ngram)                 # [B*K or 1, vocab]
         cand = best_candidates(tf.where(allowed_now, tf.nn.softmax(logits), -1.0), beams.open_scores, k)
         ends = tf.logical_and(cand.finite, tf.equal(cand.words, end_idx))
         opens = tf.logical_and(cand.finite, tf.not_equal(cand.words, end_idx))

@@ -45,11 +45,15 @@ def repeated_ngram_bans(tokens, t, n, vocab_size):
     return hits > 0
 
 
-def allowed_next(allowed, tokens, t, n):
-    """allowed [1, vocab] bool (the words ever allowed) and, when n > 0, not ``repeated_ngram_bans``:
-    [R, vocab] (or allowed itself, unchanged, when n is 0: then no work is done per word)."""
-    vocab_size = tf.shape(allowed)[1]
-    return tf.cond(tf.cast(n, tf.int32) > 0,
-                   lambda: tf.logical_and(allowed, tf.logical_not(repeated_ngram_bans(tokens, t, n, vocab_size))),
-                   lambda: tf.broadcast_to(allowed, tf.stack([tf.shape(tokens)[0], vocab_size])))
+def allowed_next(allowed, tokens_so_far, t, n):
+    """The words allowed next: allowed [1, vocab] bool (the words ever allowed), and when an n-gram could
+    repeat (n > 0 and t >= n) not ``repeated_ngram_bans`` either, [R, vocab]. tokens_so_far: a function
+    returning tokens [R, >= t]; called only then, so that with n = 0 (the default) a decoder's step does
+    no more work than before."""
+    n = tf.cast(n, tf.int32)
 
+    def without_repeats():
+        tokens = tokens_so_far()
+        return tf.logical_and(allowed, tf.logical_not(repeated_ngram_bans(tokens, t, n, tf.shape(allowed)[1])))
+
+    return tf.cond(tf.logical_and(n > 0, t >= n), without_repeats, lambda: allowed)
