@@ -1,7 +1,7 @@
 """No n-gram twice in a caption: the words a decoder may not say next, for every row at once.
 
 Trained to maximise CIDEr (self-critical training), a decoder learns that naming the main object
-again is cheap: on Flickr8k 10-17 % of its beam-3 captions repeat a word pair ("a man rides a bike
+again is cheap: on Flickr8k 6-17 % of its beam-3 captions repeat a word pair ("a man rides a bike
 on a bike", "in the air in the air"), where 3.9 % of the human captions do. Blocking the word that
 would complete an n-gram already in the caption (``no_repeat_ngram_size`` in the Transformers
 library, ``block_trigrams`` in the self-critical captioning code) stops it at decoding time:
