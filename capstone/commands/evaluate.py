@@ -65,8 +65,8 @@ def check_encoder(run, fns_path):
 
 def decoder_name(beam, length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM):
     """greedy for beam 0, beam3 for beam 3, beam3_alpha0.5 for a length penalty other than the default,
-    then _norepeat2 for a no-repeat n-gram size other than the default (_norepeat0: the rule turned off):
-    how rows, files and metrics.json name a decoder."""
+    then _norepeat2 for a no-repeat n-gram size other than the default: how rows, files and metrics.json
+    name a decoder."""
     name = ("greedy" if not beam else f"beam{beam}" if length_alpha == LENGTH_ALPHA
             else f"beam{beam}_alpha{length_alpha:g}")
     return name if no_repeat_ngram == NO_REPEAT_NGRAM else f"{name}_norepeat{no_repeat_ngram}"

@@ -18,8 +18,8 @@ def repeated_ngram_bans(tokens, t, n, vocab_size):
 
     Reads tokens [R, max_len] int32 (row r's words so far in tokens[r, :t], -1 for no word, the rest
     anything), t [] int32 (the position of the next word), n [] int32 (0: block nothing; 1: no word
-    twice; 2: no word pair twice; ...). The next word w is banned when the caption's last n - 1 words followed by w
-    already occur in tokens[r, :t]. START is not a word of the caption.
+    twice; 2: no word pair twice; ...). The next word w is banned when the caption's last n - 1 words
+    followed by w already occur in tokens[r, :t]. START is not a word of the caption.
     """
     rows, max_len = tf.shape(tokens)[0], tf.shape(tokens)[1]
     n = tf.cast(n, tf.int32)
