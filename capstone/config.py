@@ -121,6 +121,26 @@ def check_no_repeat_ngram(n):
     return int(n)
 
 
+def add_length_alpha_argument(p, more_help=""):
+    """--length-alpha A, the flag of caption and evaluate."""
+    p.add_argument("--length-alpha", type=float, default=None, metavar="ALPHA",
+                   help=f"beam search: score = sum log p / length ** ALPHA (default {LENGTH_ALPHA}; 0 favours short "
+                        f"captions){more_help}")
+
+
+def length_alpha_from(args):
+    """--length-alpha: a number >= 0, and only with --beam (greedy decoding has no length penalty).
+    Returns the alpha to use."""
+    if args.length_alpha is None:
+        return LENGTH_ALPHA
+    if not args.beam:
+        raise CapstoneError("--length-alpha is beam search's length penalty: give --beam K as well")
+    try:
+        return check_length_alpha(args.length_alpha)
+    except CapstoneError as error:
+        raise CapstoneError(f"--length-alpha: {error}") from None
+
+
 def add_no_repeat_ngram_argument(p, more_help=""):
     """--no-repeat-ngram N, the flag of caption, evaluate and serve (capstone.fast.repeat_blocking)."""
     p.add_argument("--no-repeat-ngram", type=int, default=NO_REPEAT_NGRAM, metavar="N",

@@ -3,9 +3,9 @@
 import os
 import sys
 
-from capstone.commands.common import add_length_alpha_argument, length_alpha_from
 from capstone.encoders.embed import read_embeddings
-from capstone.config import MAX_LEN, add_no_repeat_ngram_argument, no_repeat_ngram_from
+from capstone.config import (MAX_LEN, add_length_alpha_argument, add_no_repeat_ngram_argument, length_alpha_from,
+                             no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 from capstone.support.run_dir import shapes_warning

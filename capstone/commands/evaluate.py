@@ -5,9 +5,8 @@ import os
 import numpy as np
 
 from capstone.encoders.embed import read_embeddings
-from capstone.commands.common import add_length_alpha_argument, length_alpha_from
-from capstone.config import (LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, add_no_repeat_ngram_argument,
-                             no_repeat_ngram_from)
+from capstone.config import (LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, add_length_alpha_argument,
+                             add_no_repeat_ngram_argument, length_alpha_from, no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 

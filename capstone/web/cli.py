@@ -63,7 +63,7 @@ def check_args(args):
         raise CapstoneError("--threads, --connection-limit, --channel-timeout and --max-in-flight must be at least 1")
     if args.queue_seconds < 0 or args.grace < 0:
         raise CapstoneError("--queue-seconds and --grace must be 0 or more")
-    no_repeat_ngram_from(args)
+    args.no_repeat_ngram = no_repeat_ngram_from(args)
 
 
 def run(args):
