@@ -31,4 +31,3 @@ def load_split(embeds_fn, fns_fn, caption_sources):
     for source in caption_sources:
         fn_to_captions.update(load_captions(source))
     return embeds, captions_for_fns(fns, fn_to_captions, " + ".join(caption_sources))
-
