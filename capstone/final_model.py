@@ -28,6 +28,7 @@ from capstone.errors import CapstoneError
 from capstone.attention.layers import attention_step_for, make_attention_layers, squeeze_features
 from capstone.attention.layers import initial_state as attention_initial_state
 from capstone.fast.decoding import beam_decode, greedy_decode, show_and_tell_step
+from capstone.fast.ensemble import check_member, ensemble_step_for
 from capstone.layers import LSTMState
 from capstone.support import run_dir as runs
 from capstone.support.precision import BFLOAT16, FLOAT32, check_precision, set_graph_precision
@@ -45,10 +46,16 @@ class FinalModel:
       encoder: a ``capstone.encoders.FrozenEncoder`` to take raw images, or None for embeddings.
       precision: "float32" or "bfloat16" (``capstone.support.precision.resolve`` of --precision): the
         decoder's matmuls by explicit casts; the frozen encoder's by oneDNN's bfloat16 rewrite.
+      ensemble: more runs (``Run``s, each restored from its best checkpoint) whose decoders vote
+        with this one's in ``captions``/``beam_captions``: same vocabulary, decoder kind and encoder.
+        The course's one-word API (``init_lstm``, ``one_step``, ``step``) stays this run's alone.
     """
 
-    def __init__(self, run, checkpoint=None, encoder=None, precision=FLOAT32):
+    def __init__(self, run, checkpoint=None, encoder=None, precision=FLOAT32, ensemble=()):
         self.run = run
+        self.ensemble = tuple(ensemble)
+        for member in self.ensemble:
+            check_member(run, member)
         self.vocab = run.vocab
         self.inverse_vocab = run.inverse_vocab
         self.model_config = run.model_config
@@ -63,17 +70,28 @@ class FinalModel:
                 self.build_layers()
                 self.build_init_lstm()
                 self.build_one_step()
+                self.build_ensemble()
                 self.build_greedy_decoder()
                 self.build_beam_decoder()
-            saver = v1.train.Saver(v1.global_variables(scope=SCOPE))
+            members = [f"{SCOPE}/{member_scope(j)}/" for j in range(1, len(self.ensemble) + 1)]
+            saver = v1.train.Saver([v for v in v1.global_variables(scope=SCOPE)
+                                    if not any(v.op.name.startswith(m) for m in members)])
+            # Each member's variables under the names its own checkpoint has (decoder/..., as trained).
+            member_savers = [v1.train.Saver({f"{SCOPE}/" + v.op.name[len(m):]: v for v in v1.global_variables(scope=m)})
+                             for m in members]
         self.graph.finalize()  # nothing may add ops later: that is what makes sharing across threads safe
         self.session = make_session(self.graph, bfloat16_rewrite=encoder is not None and precision == BFLOAT16)
         runs.restore(saver, self.session, checkpoint or runs.best_checkpoint(run.path))
+        for member, member_saver in zip(self.ensemble, member_savers):
+            runs.restore(member_saver, self.session, runs.best_checkpoint(member.path))
 
     @classmethod
-    def load(cls, run_path, checkpoint=None, with_encoder=False, encoder_weights="imagenet", precision=FLOAT32):
-        """A model from a run directory; ``with_encoder`` adds the run's image encoder in front."""
+    def load(cls, run_path, checkpoint=None, with_encoder=False, encoder_weights="imagenet", precision=FLOAT32,
+             ensemble=()):
+        """A model from a run directory; ``with_encoder`` adds the run's image encoder in front;
+        ``ensemble``: more run directories whose decoders vote with this one's."""
         run = runs.load_run(run_path)
+        ensemble = [runs.load_run(path) for path in ensemble]
         encoder = None
         if with_encoder:
             if not run.encoder:
@@ -82,7 +100,7 @@ class FinalModel:
                     f"caption precomputed embeddings with --embeds/--fns instead")
             from capstone.encoders import frozen_encoder  # TF+Keras CNN: only loaded when images are given
             encoder = frozen_encoder(run.encoder, weights=encoder_weights)
-        return cls(run, checkpoint=checkpoint, encoder=encoder, precision=precision)
+        return cls(run, checkpoint=checkpoint, encoder=encoder, precision=precision, ensemble=ensemble)
 
     # -- graph ---------------------------------------------------------------------------------
 
@@ -132,25 +150,15 @@ class FinalModel:
           the one-word step the decoders run (``capstone.fast.decoding``); n_locations, the image
           locations a word attends to (0 for the course decoder).
         """
-        if self.attends:
-            self.layers = make_attention_layers(len(self.vocab), self.model_config)
-            self.features = squeeze_features(self.layers, self.img_embeds)          # [B, L, F]
-            self.step_for = attention_step_for(self.layers, self.features)
-            self.n_locations = tf.shape(self.features)[1]
-        else:
-            self.layers = make_layers(len(self.vocab), self.model_config)
-            self.step_for = show_and_tell_step(self.layers)
-            self.n_locations = 0
+        self.layers, self.step_for, self.features = decoder_on(self.img_embeds, self.model_config, len(self.vocab))
+        self.n_locations = tf.shape(self.features)[1] if self.attends else 0
 
     def build_init_lstm(self):
         """Inputs: img_embeds.
         Outputs: init_lstm = (init_c, init_h) [B, LSTM_UNITS], the state before the first word
           (``capstone.decoder.initial_state``, as in training; attention: from the mean feature).
         """
-        if self.attends:
-            self.init_lstm = tuple(attention_initial_state(self.layers, self.features))
-        else:
-            self.init_lstm = tuple(initial_state(self.layers, self.img_embeds))
+        self.init_lstm = tuple(decoder_initial_state(self.layers, self.features, self.attends))
 
     def build_one_step(self):
         """Inputs: current_word [B] int32, lstm_c and lstm_h [B, LSTM_UNITS] (fed, not stored);
@@ -166,24 +174,42 @@ class FinalModel:
         self.new_probs = tf.nn.softmax(logits)
         self.one_step = (self.new_probs, new_state.c, new_state.h)
 
+    def build_ensemble(self):
+        """Inputs: img_embeds, step_for, init_lstm; the ensemble's runs.
+        Outputs: decode_step_for and decode_state, the step and initial state the greedy and beam
+          decoders run: step_for and init_lstm without an ensemble; with one, each member's decoder
+          (variables under decoder/member1/, decoder/member2/, ...) and its initial state, mixed by
+          ``capstone.fast.ensemble.ensemble_step_for`` (the state: the tuple of the members' states).
+        """
+        self.decode_step_for, self.decode_state = self.step_for, LSTMState(*self.init_lstm)
+        if not self.ensemble:
+            return
+        step_fors, states = [self.step_for], [self.decode_state]
+        for j, member in enumerate(self.ensemble, start=1):
+            with v1.variable_scope(member_scope(j)):
+                layers, step_for, features = decoder_on(self.img_embeds, member.model_config, len(self.vocab))
+                step_fors.append(step_for)
+                states.append(decoder_initial_state(layers, features, self.attends))
+        self.decode_step_for, self.decode_state = ensemble_step_for(step_fors), tuple(states)
+
     def build_greedy_decoder(self):
-        """Inputs: init_lstm; max_len, sample, temperature, sample_seed, no_repeat_ngram.
+        """Inputs: decode_step_for, decode_state; max_len, sample, temperature, sample_seed, no_repeat_ngram.
         Outputs: greedy_tokens = (tokens [B, steps] int32, lengths [B] int32), see
           ``capstone.fast.decoding.greedy_decode``.
         """
         tokens, lengths, self.greedy_attention = greedy_decode(
-            self.step_for, LSTMState(*self.init_lstm), len(self.vocab), self.vocab[START],
+            self.decode_step_for, self.decode_state, len(self.vocab), self.vocab[START],
             self.vocab[END], self.banned_tokens, self.max_len, self.sample, self.temperature, self.sample_seed,
             self.no_repeat_ngram)
         self.greedy_tokens = (tokens, lengths)
 
     def build_beam_decoder(self):
-        """Inputs: init_lstm, max_len, beam_size, length_alpha, no_repeat_ngram.
+        """Inputs: decode_step_for, decode_state; max_len, beam_size, length_alpha, no_repeat_ngram.
         Outputs: beam_tokens = (tokens [B, K, max_len], lengths [B, K], scores [B, K]), see
           ``capstone.fast.decoding.beam_decode``.
         """
         tokens, lengths, scores, self.beam_attention = beam_decode(
-            self.step_for, LSTMState(*self.init_lstm), len(self.vocab), self.vocab[START],
+            self.decode_step_for, self.decode_state, len(self.vocab), self.vocab[START],
             self.vocab[END], self.banned_tokens, self.beam_size, self.max_len, self.length_alpha, self.n_locations,
             self.no_repeat_ngram)
         self.beam_tokens = (tokens, lengths, scores)
@@ -320,6 +346,31 @@ class FinalModel:
 
     def close(self):
         self.session.close()
+
+
+def member_scope(j):
+    """The variable scope (under decoder/) of an ensemble's j-th extra member, j = 1, 2, ..."""
+    return f"member{j}"
+
+
+def decoder_on(img_embeds, model_config, vocab_size):
+    """A decoder's layers on img_embeds, its variables created now in the current variable scope.
+
+    Returns (layers, step_for, features): attention decoders also squeeze the feature grid
+    [B, G, G, D] into features [B, L, F] (``squeeze_features``); the course decoder's features
+    are img_embeds itself.
+    """
+    if model_config.decoder == "attention":
+        layers = make_attention_layers(vocab_size, model_config)
+        features = squeeze_features(layers, img_embeds)                                # [B, L, F]
+        return layers, attention_step_for(layers, features), features
+    layers = make_layers(vocab_size, model_config)
+    return layers, show_and_tell_step(layers), img_embeds
+
+
+def decoder_initial_state(layers, features, attends):
+    """LSTMState before the first word: from the mean feature (attention) or the image embedding."""
+    return attention_initial_state(layers, features) if attends else initial_state(layers, features)
 
 
 def generate_caption(model, image=None, t=1, sample=False, max_len=MAX_LEN, embedding=None, rng=None):

@@ -4,8 +4,8 @@ import os
 import sys
 
 from capstone.encoders.embed import read_embeddings
-from capstone.config import (MAX_LEN, add_length_alpha_argument, add_no_repeat_ngram_argument, length_alpha_from,
-                             no_repeat_ngram_from)
+from capstone.config import (MAX_LEN, add_ensemble_argument, add_length_alpha_argument, add_no_repeat_ngram_argument,
+                             length_alpha_from, no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 from capstone.support.run_dir import shapes_warning
@@ -21,6 +21,7 @@ def add_arguments(p):
     p.add_argument("--beam", type=int, default=0, help="beam search with this many beams (0: greedy)")
     add_length_alpha_argument(p)
     add_no_repeat_ngram_argument(p)
+    add_ensemble_argument(p)
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--seed", type=int, default=None, help="seed for --sample")
     p.add_argument("--batch-size", type=int, default=64)
@@ -94,12 +95,12 @@ def run(args):
                                 f"pooled vector, not at places; train one with --decoder attention")
     if args.embeds:
         embeds, fns = read_embeddings(args.embeds, args.fns)
-        model = FinalModel.load(args.run_dir, precision=precision)
+        model = FinalModel.load(args.run_dir, precision=precision, ensemble=args.ensemble)
         pairs = caption_batches(model, fns, embeds, args, "embeddings")
     else:
         from capstone.encoders.images import load_images_for_model
 
-        model = FinalModel.load(args.run_dir, with_encoder=True, precision=precision)
+        model = FinalModel.load(args.run_dir, with_encoder=True, precision=precision, ensemble=args.ensemble)
         warning = shapes_warning(model.run)  # a shapes model on someone's photos: say so once
         if warning:
             print(warning, file=sys.stderr, flush=True)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from capstone.encoders.embed import read_embeddings
-from capstone.config import (LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, add_length_alpha_argument,
+from capstone.config import (LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, add_ensemble_argument, add_length_alpha_argument,
                              add_no_repeat_ngram_argument, length_alpha_from, no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
@@ -23,6 +23,7 @@ def add_arguments(p):
     p.add_argument("--max-len", type=int, default=MAX_LEN, help=f"most words per caption (default {MAX_LEN})")
     p.add_argument("--baseline", metavar="TRAIN_PREFIX",
                    help="also score nearest-neighbour retrieval from TRAIN_PREFIX_img_{embeds,fns}.pickle")
+    add_ensemble_argument(p, "; results are named e.g. beam3_ensemble3")
     add_precision_argument(p)  # recorded in the metrics file
     p.add_argument("--out", help="metrics JSON file (default RUN_DIR/metrics_<split>_<decoder>.json, "
                                  "e.g. metrics_all_test_beam3.json)")
@@ -62,13 +63,14 @@ def check_encoder(run, fns_path):
                             f"--encoder {run.encoder}")
 
 
-def decoder_name(beam, length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM):
+def decoder_name(beam, length_alpha=LENGTH_ALPHA, no_repeat_ngram=NO_REPEAT_NGRAM, ensemble=1):
     """greedy for beam 0, beam3 for beam 3, beam3_alpha0.5 for a length penalty other than the default,
-    then _norepeat2 for a no-repeat n-gram size other than the default: how rows, files and metrics.json
-    name a decoder."""
+    then _norepeat2 for a no-repeat n-gram size other than the default and _ensemble3 for 3 decoders
+    voting: how rows, files and metrics.json name a decoder."""
     name = ("greedy" if not beam else f"beam{beam}" if length_alpha == LENGTH_ALPHA
             else f"beam{beam}_alpha{length_alpha:g}")
-    return name if no_repeat_ngram == NO_REPEAT_NGRAM else f"{name}_norepeat{no_repeat_ngram}"
+    name = name if no_repeat_ngram == NO_REPEAT_NGRAM else f"{name}_norepeat{no_repeat_ngram}"
+    return name if ensemble == 1 else f"{name}_ensemble{ensemble}"
 
 
 def run(args):
@@ -106,12 +108,14 @@ def run(args):
     pooled = embeds.mean(axis=(1, 2)) if attends and embeds.ndim == 4 else embeds  # what the baseline compares
     source = " + ".join(args.captions)
     scenes = scenes_of_sources(args.captions, fns)  # shapes data: also judge whether captions are true
-    model = FinalModel.load(args.run_dir, precision=precision)
-    decoder = decoder_name(args.beam, length_alpha, no_repeat_ngram)
+    model = FinalModel.load(args.run_dir, precision=precision, ensemble=args.ensemble)
+    decoder = decoder_name(args.beam, length_alpha, no_repeat_ngram, ensemble=1 + len(args.ensemble))
     report = {decoder: evaluate_model(model, embeds, fns, fn_to_captions, beam=args.beam, max_len=args.max_len,
                                       source=source, scenes=scenes, length_alpha=length_alpha,
                                       no_repeat_ngram=no_repeat_ngram)}
     report[decoder].update(precision=precision, no_repeat_ngram=no_repeat_ngram)
+    if args.ensemble:
+        report[decoder]["ensemble"] = [os.path.abspath(path) for path in [args.run_dir] + args.ensemble]
     if args.beam:
         report[decoder]["length_alpha"] = length_alpha
     if args.baseline:

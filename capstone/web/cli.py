@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import sys
 
-from capstone.config import add_no_repeat_ngram_argument, no_repeat_ngram_from
+from capstone.config import add_ensemble_argument, add_no_repeat_ngram_argument, no_repeat_ngram_from
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel
 from capstone.support.precision import add_precision_argument, resolve
@@ -34,6 +34,7 @@ def add_arguments(p):
     p.add_argument("--beam", type=int, default=3, help="beam size of the beam-search captions (default 3)")
     p.add_argument("--max-len", type=int, default=20, help="most words per caption (default 20)")
     add_no_repeat_ngram_argument(p)
+    add_ensemble_argument(p)
     add_precision_argument(p)
     p.add_argument("--dev", action="store_true", help="Flask's development server instead of waitress")
     p.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
@@ -69,7 +70,8 @@ def check_args(args):
 def run(args):
     check_args(args)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    model = FinalModel.load(args.run_dir, with_encoder=True, precision=resolve(args.precision, path="caption"))
+    model = FinalModel.load(args.run_dir, with_encoder=True, precision=resolve(args.precision, path="caption"),
+                            ensemble=args.ensemble)
     captioner = Captioner(model, args.beam, args.max_len,
                           max_pixels=int(args.max_megapixels * 1e6), max_in_flight=args.max_in_flight,
                           queue_seconds=args.queue_seconds, no_repeat_ngram=args.no_repeat_ngram)
@@ -77,9 +79,11 @@ def run(args):
     if args.index:
         log(f"indexing {args.index} ...")
         index = load_or_build(args.index, captioner.captions_for_file,
-                              # without the rule the id is what it was before the flag: saved indexes stay valid
+                              # without the rule or an ensemble the id is what it was before these flags: saved
+                              # indexes stay valid
                               model_id(args.run_dir, beam=args.beam, max_len=args.max_len,
-                                       **({"no_repeat_ngram": args.no_repeat_ngram} if args.no_repeat_ngram else {})),
+                                       **({"no_repeat_ngram": args.no_repeat_ngram} if args.no_repeat_ngram else {}),
+                                       **({"ensemble": [model_id(m) for m in args.ensemble]} if args.ensemble else {})),
                               index_path=args.index_file, log=log)
     app = create_app(captioner, index, max_upload_bytes=int(args.max_upload_mb * MEGABYTE),
                      allow_private_urls=args.allow_private_urls)
