@@ -43,11 +43,12 @@ def test_photos_demo_writes_a_run_directory_and_reuses_its_work(captioned_folder
     assert metrics["test_images"] == 4 and set(metrics) >= {"greedy", "beam3", "nearest_neighbour", "attention"}
     assert 0 <= metrics["greedy"]["CIDEr"] and set(metrics["beam3"]) == set(metrics["greedy"])
     assert json.loads(printed.strip().splitlines()[-1])["greedy"] == metrics["greedy"]
-    assert metrics["beam_no_repeat_ngram"] == 2  # beam search says no word pair twice
+    assert metrics["beam_no_repeat_ngram"] == metrics["greedy_no_repeat_ngram"] == 2  # no word pair twice
     for example in metrics["examples"].values():
-        words = example["beam"].split()
-        pairs = list(zip(words, words[1:]))
-        assert len(pairs) == len(set(pairs)), example["beam"]
+        for caption in (example["beam"], example["attention_greedy"]):
+            words = caption.split()
+            pairs = list(zip(words, words[1:]))
+            assert len(pairs) == len(set(pairs)), caption
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["model"]["decoder"] == "attention" and config["data"]["images"] == 40
     for name in ("examples.png", "attention.png", "loss.png", "data/train_img_features.npy"):
