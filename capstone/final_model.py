@@ -179,18 +179,20 @@ class FinalModel:
         Outputs: decode_step_for and decode_state, the step and initial state the greedy and beam
           decoders run: step_for and init_lstm without an ensemble; with one, each member's decoder
           (variables under decoder/member1/, decoder/member2/, ...) and its initial state, mixed by
-          ``capstone.fast.ensemble.ensemble_step_for`` (the state: the tuple of the members' states).
+          ``capstone.fast.ensemble.ensemble_step_for`` (the state: the tuple of the members' states);
+          first_word_probs [B, vocab], what they give each caption's first word.
         """
         self.decode_step_for, self.decode_state = self.step_for, LSTMState(*self.init_lstm)
-        if not self.ensemble:
-            return
-        step_fors, states = [self.step_for], [self.decode_state]
-        for j, member in enumerate(self.ensemble, start=1):
-            with v1.variable_scope(member_scope(j)):
-                layers, step_for, features = decoder_on(self.img_embeds, member.model_config, len(self.vocab))
-                step_fors.append(step_for)
-                states.append(decoder_initial_state(layers, features, self.attends))
-        self.decode_step_for, self.decode_state = ensemble_step_for(step_fors), tuple(states)
+        if self.ensemble:
+            step_fors, states = [self.step_for], [self.decode_state]
+            for j, member in enumerate(self.ensemble, start=1):
+                with v1.variable_scope(member_scope(j)):
+                    layers, step_for, features = decoder_on(self.img_embeds, member.model_config, len(self.vocab))
+                    step_fors.append(step_for)
+                    states.append(decoder_initial_state(layers, features, self.attends))
+            self.decode_step_for, self.decode_state = ensemble_step_for(step_fors), tuple(states)
+        start = tf.fill(tf.shape(self.img_embeds)[:1], self.vocab[START])                     # [B]
+        self.first_word_probs = tf.nn.softmax(self.decode_step_for(1)(start, self.decode_state)[0])
 
     def build_greedy_decoder(self):
         """Inputs: decode_step_for, decode_state; max_len, sample, temperature, sample_seed, no_repeat_ngram.
@@ -260,6 +262,10 @@ class FinalModel:
             feed.update(self._input_feed(images, embeddings))
         probs, c, h = self.session.run(self.one_step, feed)
         return probs, (c, h)
+
+    def first_word_probabilities(self, images=None, embeddings=None):
+        """[B, vocab]: how likely each word is to begin each image's caption (the ensemble's, if any)."""
+        return self.session.run(self.first_word_probs, self._input_feed(images, embeddings))
 
     def attention_maps(self, images=None, embeddings=None, beam_size=0, max_len=MAX_LEN, length_alpha=LENGTH_ALPHA,
                        no_repeat_ngram=NO_REPEAT_NGRAM):

@@ -100,9 +100,17 @@ def test_ensemble_beams_and_greedy_captions_are_those_of_the_members_mean_probab
     # The ensemble says something neither member says alone on some image: the test above shows them combined.
     alone = [m.sample_tokens(embeddings=embeds, max_len=8) for m in singles]
     assert greedy != alone[0] and greedy != alone[1]
-    # The course's one-word API stays the first run's.
+    # The course's one-word API stays the first run's; the first word's probabilities are the ensemble's.
     state = ensemble.initial_state(embeddings=embeds)
     np.testing.assert_allclose(state[1], singles[0].initial_state(embeddings=embeds)[1], atol=1e-6)
+    first = [ensemble_step(singles, embeds[row:row + 1])(
+        np.array([ensemble.vocab["#START#"]], np.int32),
+        tuple(s for m in singles for s in m.initial_state(embeddings=embeds[row:row + 1])))[0][0]
+        for row in range(len(embeds))]
+    np.testing.assert_allclose(ensemble.first_word_probabilities(embeddings=embeds), first, atol=1e-6)
+    alone = singles[0].step(np.full(len(embeds), ensemble.vocab["#START#"], np.int32),
+                            singles[0].initial_state(embeddings=embeds), embeddings=embeds)[0]
+    np.testing.assert_allclose(singles[0].first_word_probabilities(embeddings=embeds), alone, atol=1e-6)
 
 
 def test_a_run_in_an_ensemble_with_itself_captions_as_it_does_alone(members):
@@ -116,6 +124,25 @@ def test_a_run_in_an_ensemble_with_itself_captions_as_it_does_alone(members):
         for a, b in zip(twice.attention_maps(embeddings=embeds), alone.attention_maps(embeddings=embeds)):
             assert [w for w, _ in a] == [w for w, _ in b]
             np.testing.assert_allclose(np.array([m for _, m in a]), np.array([m for _, m in b]), atol=1e-6)
+
+
+def test_the_caption_service_reads_pixels_into_an_ensemble():
+    """Images through an encoder in front of an ensemble: a run voting with itself serves what it serves alone."""
+    from capstone.support import run_dir as runs
+    from capstone.web.captioner import Captioner
+    from serve_support import SCENES, encode_file, load_model, scene_picture, tiny_encoder, trained_run_dir
+
+    run = runs.load_run(trained_run_dir())
+    alone = Captioner(load_model())
+    twice = Captioner(FinalModel(run, encoder=tiny_encoder(), ensemble=[run]))
+    for colour, shape in SCENES[:3]:
+        buf = encode_file(scene_picture(colour, shape))
+        served, reference = twice.describe(twice.pixels(buf)), alone.describe(alone.pixels(buf))
+        assert served["caption"] == reference["caption"] and colour in served["caption"]
+        assert [b["caption"] for b in served["beam_captions"]] == [b["caption"] for b in reference["beam_captions"]]
+        assert [w["word"] for w in served["next_words"]] == [w["word"] for w in reference["next_words"]]
+        np.testing.assert_allclose([w["probability"] for w in served["next_words"]],
+                                   [w["probability"] for w in reference["next_words"]], atol=1e-6)
 
 
 def test_runs_that_cannot_vote_together_are_refused_by_name(tmp_path):

@@ -15,7 +15,6 @@ import cv2
 
 import numpy as np
 
-from capstone.captions import START
 from capstone.config import NO_REPEAT_NGRAM
 from capstone.encoders.images import image_for_model
 from capstone.errors import CapstoneError
@@ -126,9 +125,7 @@ class Captioner:
 
     def first_words(self, embedding):
         """The ``top_words`` most likely first words after START, with their probabilities."""
-        state = self.model.initial_state(embeddings=embedding)
-        probs, _ = self.model.step([self.model.vocab[START]], state, embeddings=embedding)  # [1, vocab]
-        probs = probs[0].astype(np.float64)
+        probs = self.model.first_word_probabilities(embeddings=embedding)[0].astype(np.float64)  # [vocab]
         probs[self.model.banned_tokens] = 0.0  # PAD and START are never predicted
         best = np.argsort(-probs, kind="stable")[:self.top_words]
         return [{"word": self.model.inverse_vocab[int(i)], "probability": float(probs[i])} for i in best]
