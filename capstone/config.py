@@ -152,7 +152,7 @@ def add_ensemble_argument(p, more_help=""):
     """--ensemble RUN_DIR ..., the flag of caption, evaluate and serve (capstone.fast.ensemble)."""
     p.add_argument("--ensemble", nargs="+", metavar="RUN_DIR", default=[],
                    help="more run directories (trained on the same captions and embeddings) whose decoders vote "
-                        f"with RUN_DIR's: each word from the mean of their probabilities{more_help}")
+                        f"with RUN_DIR's: each word from the geometric mean of their probabilities{more_help}")
 
 
 def no_repeat_ngram_from(args):
