@@ -7,6 +7,7 @@ trained model can be rebuilt exactly; unknown keys in that file are an error, no
 
 import dataclasses
 import numbers
+import os
 
 from capstone.errors import CapstoneError
 
@@ -153,6 +154,15 @@ def add_ensemble_argument(p, more_help=""):
     p.add_argument("--ensemble", nargs="+", metavar="RUN_DIR", default=[],
                    help="more run directories (trained on the same captions and embeddings) whose decoders vote "
                         f"with RUN_DIR's: each word from the geometric mean of their probabilities{more_help}")
+
+
+def ensemble_from(args):
+    """--ensemble: run directories. A file there is most likely an image the list swallowed."""
+    for path in args.ensemble:
+        if os.path.isfile(path):
+            raise CapstoneError(f"--ensemble: {path} is a file, not a run directory; --ensemble takes every name after "
+                                f"it, so put image files before it (or another option after its run directories)")
+    return args.ensemble
 
 
 def no_repeat_ngram_from(args):

@@ -186,3 +186,6 @@ def test_evaluate_scores_an_ensemble_and_names_its_members(tmp_path, capsys):
     for command in (["evaluate", runs[0], *flags], ["caption", runs[0], *flags[:4]], ["serve", runs[0]]):
         assert main([*command, "--ensemble", str(tmp_path / "missing")]) == 2
         assert f"{tmp_path / 'missing'}" in capsys.readouterr().err
+        # an image after the list is swallowed by it: said so, before any model is loaded
+        assert main([*command, "--ensemble", runs[1], str(captions)]) == 2
+        assert f"--ensemble: {captions} is a file, not a run directory" in capsys.readouterr().err

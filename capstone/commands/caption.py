@@ -5,7 +5,7 @@ import sys
 
 from capstone.encoders.embed import read_embeddings
 from capstone.config import (MAX_LEN, add_ensemble_argument, add_length_alpha_argument, add_no_repeat_ngram_argument,
-                             length_alpha_from, no_repeat_ngram_from)
+                             ensemble_from, length_alpha_from, no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 from capstone.support.run_dir import shapes_warning
@@ -34,6 +34,7 @@ def _check_caption_args(args):
     if args.beam < 0 or (args.beam and args.sample):
         raise CapstoneError("--beam must be a positive beam size and cannot be combined with --sample")
     args.length_alpha, args.no_repeat_ngram = length_alpha_from(args), no_repeat_ngram_from(args)
+    args.ensemble = ensemble_from(args)
     if args.temperature <= 0:
         raise CapstoneError(f"--temperature must be > 0, got {args.temperature}")
     if bool(args.embeds) != bool(args.fns):

@@ -6,7 +6,7 @@ import numpy as np
 
 from capstone.encoders.embed import read_embeddings
 from capstone.config import (LENGTH_ALPHA, MAX_LEN, NO_REPEAT_NGRAM, add_ensemble_argument, add_length_alpha_argument,
-                             add_no_repeat_ngram_argument, length_alpha_from, no_repeat_ngram_from)
+                             add_no_repeat_ngram_argument, ensemble_from, length_alpha_from, no_repeat_ngram_from)
 from capstone.errors import CapstoneError
 from capstone.support.precision import add_precision_argument, resolve
 
@@ -87,6 +87,7 @@ def run(args):
     if args.beam < 0:
         raise CapstoneError(f"--beam must be a positive beam size (or 0 for greedy), got {args.beam}")
     length_alpha, no_repeat_ngram = length_alpha_from(args), no_repeat_ngram_from(args)
+    ensemble_from(args)
     if bool(args.images) == bool(args.embeds) or bool(args.embeds) != bool(args.fns):
         raise CapstoneError("give --images, or --embeds and --fns")
     precision = resolve(args.precision, path="caption")

@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import sys
 
-from capstone.config import add_ensemble_argument, add_no_repeat_ngram_argument, no_repeat_ngram_from
+from capstone.config import add_ensemble_argument, add_no_repeat_ngram_argument, ensemble_from, no_repeat_ngram_from
 from capstone.errors import CapstoneError
 from capstone.final_model import FinalModel
 from capstone.support.precision import add_precision_argument, resolve
@@ -64,7 +64,7 @@ def check_args(args):
         raise CapstoneError("--threads, --connection-limit, --channel-timeout and --max-in-flight must be at least 1")
     if args.queue_seconds < 0 or args.grace < 0:
         raise CapstoneError("--queue-seconds and --grace must be 0 or more")
-    args.no_repeat_ngram = no_repeat_ngram_from(args)
+    args.no_repeat_ngram, args.ensemble = no_repeat_ngram_from(args), ensemble_from(args)
 
 
 def run(args):
