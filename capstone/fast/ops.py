@@ -153,77 +153,62 @@ def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
     """Cross-entropy of softmax(inputs @ kernel + bias) at labels, with a hand-written gradient.
 
     inputs [N, K], kernel [K, vocab], bias [vocab], labels [N] int -> [N] cross-entropies, the
-    numbers of ``tf.nn.sparse_softmax_cross_entropy_with_logits`` on those logits.
+    numbers of ``tf.nn.sparse_softmax_cross_entropy_with_logits`` on those logits (in a bfloat16
+    graph: to bfloat16's rounding).
 
-    Why by hand: the logits gradient is softmax - one_hot, an [N, vocab] matrix, the biggest of a
-    training step. TensorFlow builds it with a one-hot subtraction pass; here only softmax * d is
-    built and the one-hot part, which touches one entry per row, is applied to the small gradients
-    of inputs, kernel and bias instead (a gather and two segment sums). A bfloat16 graph takes
-    ``bfloat16_softmax_cross_entropy`` instead.
+    Why by hand: the logits and their gradient softmax - one_hot are [N, vocab] matrices, the
+    biggest of a training step, and every pass over them costs milliseconds. Here there are three:
+    the product, one softmax (oneDNN's kernel: ~12 x faster on CPU than TensorFlow's fused
+    ``SparseSoftmaxCrossEntropyWithLogits``, bench/PERFORMANCE.md) and one max over the logits.
+      * The bias rides in the product as one more row of the kernel, so no pass adds it and its
+        gradient comes out of the backward product (inputs get a column of ones).
+      * The loss needs log-sum-exp; the softmax's largest probability is 1 / sum exp(logits - max),
+        so log-sum-exp = max - log(that), which neither overflows nor underflows.
+      * The gradient d * (softmax - one_hot) is never built: the row weights d scale the small
+        operands of the two backward products instead ((d * P) @ W^T = d * (P @ W^T)), and the
+        one-hot part, one entry per row, is applied to the small gradients (a gather and two
+        segment sums).
+    In a bfloat16 graph the operands are bfloat16, padded to whole AMX tiles
+    (``precision.ALIGN_ROWS`` / ``ALIGN_COLUMNS``: unpadded, the product runs at float32's speed), with
+    -1e30 as the bias of the padded vocabulary columns, which the softmax turns into 0.
     """
     labels = tf.cast(labels, tf.int32)
-    if precision.graph_precision() == precision.BFLOAT16:
-        return bfloat16_softmax_cross_entropy(inputs, kernel, bias, labels)
-    vocab_size = tf.shape(bias)[0]
-
-    @tf.custom_gradient
-    def cross_entropy(inputs, kernel, bias):
-        logits = tf.nn.bias_add(tf.matmul(inputs, kernel), bias)       # [N, vocab]
-        top = tf.reduce_max(logits, axis=1, keepdims=True)             # [N, 1], for stable exponentials
-        exps = tf.exp(logits - top)                                    # [N, vocab]
-        sums = tf.reduce_sum(exps, axis=1, keepdims=True)              # [N, 1]
-        label_logits = tf.gather_nd(logits, tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1))
-        xent = tf.squeeze(tf.math.log(sums) + top, 1) - label_logits   # log-sum-exp - the label's logit
-
-        def gradient(d_xent):
-            d_logits = exps * (d_xent[:, None] / sums)                 # softmax * d, [N, vocab]
-            d_label = d_xent[:, None] * inputs                         # the one-hot part, row by row: [N, K]
-            d_inputs = (tf.matmul(d_logits, kernel, transpose_b=True)
-                        - d_xent[:, None] * tf.transpose(tf.gather(kernel, labels, axis=1)))
-            d_kernel = (tf.matmul(inputs, d_logits, transpose_a=True)
-                        - tf.transpose(tf.math.unsorted_segment_sum(d_label, labels, vocab_size)))
-            d_bias = tf.reduce_sum(d_logits, axis=0) - tf.math.unsorted_segment_sum(d_xent, labels, vocab_size)
-            return d_inputs, d_kernel, d_bias
-
-        return xent, gradient
-
-    return cross_entropy(inputs, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
-
-
-def bfloat16_softmax_cross_entropy(inputs, kernel, bias, labels):
-    """``dense_softmax_cross_entropy`` for a bfloat16 graph: the same numbers, to bfloat16's rounding.
-
-    The three [N, K] x [K, vocab] products are what bfloat16 hardware speeds up, but only on whole
-    AMX tiles (``precision.ALIGN_ROWS`` / ``ALIGN_COLUMNS``), so the operands are padded: inputs
-    [Np, Kp] = [inputs, 1, 0...] and kernel [Kp, Vp] = [kernel; bias; 0...] (the bias rides in the
-    product as one more row, so no separate pass adds it or sums its gradient), with -1e30 as the
-    bias of the padded vocabulary columns, which softmax turns into 0. The softmax, the loss and its
-    [N, vocab] gradient (softmax - one_hot) come from TensorFlow's fused float32 kernel, one pass
-    where the float32 path needs five; every gradient comes out of the two backward products.
-    """
     units, vocab_size = kernel.shape                                     # K, vocab (a variable's static shape)
-    width = precision.aligned_size(units + 1, precision.ALIGN_ROWS)      # Kp: room for the bias row
-    columns = precision.aligned_size(vocab_size, precision.ALIGN_COLUMNS)  # Vp
+    low = precision.graph_precision() == precision.BFLOAT16
+    dtype = tf.bfloat16 if low else tf.float32
+    width = precision.aligned_size(units + 1, precision.ALIGN_ROWS) if low else units + 1        # Kp
+    columns = precision.aligned_size(vocab_size, precision.ALIGN_COLUMNS) if low else vocab_size  # Vp
 
     @tf.custom_gradient
     def cross_entropy(inputs, kernel, bias):
         n = tf.shape(inputs)[0]
-        rows = precision.aligned_size(n, precision.ALIGN_ROWS)           # Np
-        ones = tf.ones([n, 1], tf.bfloat16)
-        x = precision.pad_to(tf.concat([tf.cast(inputs, tf.bfloat16), ones], 1), rows, width)        # [Np, Kp]
-        bias_row = tf.pad(bias, [[0, columns - vocab_size]], constant_values=-1e30)[None]             # [1, Vp]
-        w = precision.pad_to(tf.concat([precision.pad_to(tf.cast(kernel, tf.bfloat16), units, columns),
-                                        tf.cast(bias_row, tf.bfloat16)], 0), width, columns)         # [Kp, Vp]
-        logits = tf.cast(tf.matmul(x, w), tf.float32)                    # [Np, Vp]
-        xent, d_softmax = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-            features=logits, labels=tf.pad(labels, [[0, rows - n]]))    # [Np], [Np, Vp] = softmax - one_hot
+        rows = precision.aligned_size(n, precision.ALIGN_ROWS) if low else n                   # Np
+        x = precision.pad_to(tf.concat([inputs, tf.ones([n, 1])], 1), rows, width)             # [Np, Kp] float32
+        bias_row = tf.pad(bias, [[0, columns - vocab_size]], constant_values=-1e30)[None]     # [1, Vp]
+        w = tf.concat([precision.pad_to(tf.cast(kernel, dtype), units, columns), tf.cast(bias_row, dtype)], 0)
+        w = precision.pad_to(w, width, columns)                                               # [Kp, Vp]
+        logits = tf.matmul(tf.cast(x, dtype), w)                                              # [Np, Vp]
+        probs = tf.nn.softmax(logits)                                                         # [Np, Vp]
+        label_positions = tf.stack([tf.range(n), labels], axis=1)                             # [N, 2]
+        label_probs = tf.cast(tf.gather_nd(probs, label_positions), tf.float32)               # [N]
+
+        def exactly():
+            """log-sum-exp - the label's logit, for a label whose probability underflowed. The
+            largest probability is 1 / sum exp(logits - max), never small: log-sum-exp = max - log(it)."""
+            top = tf.cast(tf.reduce_max(logits[:n], axis=1), tf.float32)
+            top_prob = tf.cast(tf.reduce_max(probs[:n], axis=1), tf.float32)
+            return top - tf.math.log(top_prob) - tf.cast(tf.gather_nd(logits, label_positions), tf.float32)
+
+        # -log p(label) needs no pass over [N, vocab]; only a loss above ~69 (p < 1e-30) takes the two maxima.
+        xent = tf.cond(tf.reduce_all(label_probs > 1e-30), lambda: -tf.math.log(label_probs), exactly)
 
         def gradient(d_xent):
-            d_logits = tf.cast(d_softmax * tf.pad(d_xent, [[0, rows - n]])[:, None], tf.bfloat16)   # padded rows: 0
-            d_x = tf.cast(tf.matmul(d_logits, w, transpose_b=True), tf.float32)                     # [Np, Kp]
-            d_w = tf.cast(tf.matmul(x, d_logits, transpose_a=True), tf.float32)                     # [Kp, Vp]
-            return d_x[:n, :units], d_w[:units, :vocab_size], d_w[units, :vocab_size]
+            residual = tf.tensor_scatter_nd_sub(probs, label_positions, tf.ones([n], dtype))  # softmax - one_hot
+            d = tf.pad(d_xent, [[0, rows - n]])[:, None]                                      # [Np, 1]; padded rows 0
+            d_x = tf.cast(tf.matmul(residual, w, transpose_b=True), tf.float32)                # [Np, Kp]
+            d_w = tf.cast(tf.matmul(tf.cast(d * x, dtype), residual, transpose_a=True), tf.float32)  # [Kp, Vp]
+            return d_xent[:, None] * d_x[:n, :units], d_w[:units, :vocab_size], d_w[units, :vocab_size]
 
-        return xent[:n], gradient
+        return xent, gradient
 
     return cross_entropy(inputs, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
