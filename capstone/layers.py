@@ -52,14 +52,16 @@ class Dense:
                 "kernel", [in_features, self.units], initializer=v1.glorot_uniform_initializer())
             self.bias = v1.get_variable("bias", [self.units], initializer=v1.zeros_initializer())
 
-    def __call__(self, x):
+    def __call__(self, x, bias=None):
+        """bias [units]: added in place of the layer's own (the decoders pass one with -inf at banned words)."""
         if self.kernel is None:
             self.build(int(x.shape[-1]))
+        bias = self.bias if bias is None else bias
         # In a bfloat16 graph (capstone.support.precision) the product runs in bfloat16, the rest in float32.
         if x.shape.ndims == 2:
-            y = precision.matmul(x, self.kernel) + self.bias
+            y = precision.matmul(x, self.kernel) + bias
         else:
-            y = precision.tensordot(x, self.kernel) + self.bias
+            y = precision.tensordot(x, self.kernel) + bias
         return self.activation(y) if self.activation else y
 
 

@@ -105,15 +105,16 @@ def attention_step(layers, word_vectors, state, features, projected):
 def attention_step_for(layers, features):
     """``step_for`` of ``capstone.fast.decoding``: features [B, L, F] of the B images; the step for
     ``rows_per_image`` rows per image (beam slots) reads each row's image from a tiled copy, made
-    once, since rows never move between images."""
-    def step_for(rows_per_image):
+    once, since rows never move between images. ``allowed``: as ``show_and_tell_step``'s."""
+    def step_for(rows_per_image, allowed=None):
         tiled = features if rows_per_image == 1 else tf.repeat(features, rows_per_image, axis=0)
         projected = layers.feature_projection(tiled)                             # [rows, L, A]
 
         def step(words, state):
             new_state, logits_input, alpha, _ = attention_step(layers, layers.word_embed(words), state, tiled,
                                                                projected)
-            logits = token_logits(layers.token_logits, layers.token_logits_bottleneck(logits_input))  # [rows, vocab]
+            logits = token_logits(layers.token_logits, layers.token_logits_bottleneck(logits_input),
+                                  allowed)                                         # [rows, vocab]
             return logits, new_state, alpha
         return step
     return step_for

@@ -17,15 +17,19 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from capstone.fast.repeat_blocking import allowed_next
+from capstone.fast.repeat_blocking import allowed_next, without_repeats
 from capstone.support.precision import FLOAT32, graph_precision
 
 v1 = tf.compat.v1
 REFINED_LOGITS = 4  # bfloat16 graphs: this many of the largest logits are recomputed in float32
 
 
-def token_logits(dense, x):
+def token_logits(dense, x, allowed=None):
     """The vocabulary logits ``dense(x)`` [N, vocab] from which a word is chosen.
+
+    allowed [vocab] bool or None: with it, the words it rules out get the logit -inf, through
+    the bias (-inf there), so no pass over [N, vocab] is spent on them: the bias rides in the
+    product's fused kernel. Greedy decoding's words then come out of one argmax.
 
     In a bfloat16 graph the product comes back rounded to bfloat16 (8 bits of mantissa: steps of
     0.06 for logits near 10), enough to swap two close candidates and, from that word on, the rest
@@ -34,38 +38,43 @@ def token_logits(dense, x):
     is among bfloat16's top 4. Measured on Flickr8k (300 test photos): identical greedy captions
     76 % -> 97 %. In a float32 graph this is ``dense(x)``.
     """
-    logits = dense(x)                                                    # [N, vocab]
+    if dense.kernel is None:
+        dense.build(int(x.shape[-1]))
+    bias = dense.bias if allowed is None else tf.where(allowed, dense.bias, -np.inf)   # [vocab]
+    logits = dense(x, bias=bias)                                         # [N, vocab]
     if graph_precision() == FLOAT32:
         return logits
     _, top = tf.math.top_k(logits, k=min(REFINED_LOGITS, dense.units))   # [N, k] token ids
     columns = tf.gather(dense.kernel, top, axis=1)                       # [K, N, k]
-    exact = tf.einsum("nK,Knk->nk", x, columns) + tf.gather(dense.bias, top)
+    exact = tf.einsum("nK,Knk->nk", x, columns) + tf.gather(bias, top)
     rows = tf.broadcast_to(tf.range(tf.shape(top)[0])[:, None], tf.shape(top))
     return tf.tensor_scatter_nd_update(logits, tf.stack([rows, top], axis=-1), exact)
 
 
-def next_word_logits(layers, words, state):
+def next_word_logits(layers, words, state, allowed=None):
     """One decoder step for N rows.
 
     Reads words [N] int32 and state LSTMState(c, h) [N, LSTM_UNITS]; uses the layers of
-    ``capstone.decoder.make_layers``. Returns (logits [N, vocab] float32, new LSTMState).
+    ``capstone.decoder.make_layers``. Returns (logits [N, vocab] float32, new LSTMState);
+    ``token_logits`` says what ``allowed`` does.
     """
     word_embeds = layers.word_embed(words)                               # [N, WORD_EMBED]
     new_h, new_state = layers.lstm(word_embeds, state)                   # [N, LSTM_UNITS]
-    return token_logits(layers.token_logits, layers.token_logits_bottleneck(new_h)), new_state
+    return token_logits(layers.token_logits, layers.token_logits_bottleneck(new_h), allowed), new_state
 
 
 def show_and_tell_step(layers):
     """``step_for`` of the course decoder: a step function for any number of rows per image.
 
-    A step is ``step(words [N], state) -> (logits [N, vocab], new state, weights [N, 0])``: logits,
-    not probabilities, because greedy decoding and sampling need no softmax (a pass over every
-    row's whole vocabulary at every word). The course decoder looks at no image location, so its
-    attention weights are empty.
+    ``step_for(rows_per_image, allowed=None)`` is ``step(words [N], state) -> (logits [N, vocab],
+    new state, weights [N, 0])``: logits, not probabilities, because greedy decoding and sampling
+    need no softmax (a pass over every row's whole vocabulary at every word); -inf for the words
+    ``allowed`` [vocab] bool rules out (``token_logits``). The course decoder looks at no image
+    location, so its attention weights are empty.
     """
-    def step_for(rows_per_image):
+    def step_for(rows_per_image, allowed=None):
         def step(words, state):
-            logits, new_state = next_word_logits(layers, words, state)
+            logits, new_state = next_word_logits(layers, words, state, allowed)
             return logits, new_state, tf.zeros([tf.shape(words)[0], 0])
         return step
     return step_for
@@ -96,8 +105,7 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
     are what it would get alone. The course's temperature, p ** (1 / t) renormalised, is a
     softmax of log(p) / t; it cannot change which word is the most probable.
     """
-    step_fn = step_for(1)
-    allowed = allowed_tokens(vocab_size, banned)[None]                 # [1, vocab]
+    step_fn = step_for(1, allowed_tokens(vocab_size, banned))          # banned words: logit -inf
     batch = tf.shape(tf.nest.flatten(init_state)[0])[0]
     sample, seed = tf.convert_to_tensor(sample, tf.bool), tf.cast(seed, tf.int64)
 
@@ -109,7 +117,7 @@ def greedy_decode(step_for, init_state, vocab_size, start_idx, end_idx, banned, 
         def so_far():  # [B, step]: the words so far, read only where a repeat is possible
             return tf.transpose(history.stack())
 
-        logits = tf.where(allowed_next(allowed, so_far, step, no_repeat_ngram), logits, -np.inf)
+        logits = without_repeats(logits, so_far, step, no_repeat_ngram)
         # The softmax is left out: it changes neither the largest logit nor, up to a constant per
         # row that the draw ignores, log p / temperature.
         words = tf.cond(

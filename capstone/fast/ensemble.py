@@ -33,6 +33,7 @@ def ensemble_log_probs(member_logits):
 def ensemble_step_for(member_step_fors):
     """``step_for`` of an ensemble, from the members' ``step_for`` functions (all on one vocabulary).
 
+    step_for(rows_per_image, allowed=None) is
     step(words [N], states) -> (``ensemble_log_probs`` [N, vocab], new states, weights [N, L]), where
     states is a tuple holding each member's state (its initial value: ``tuple`` of the members'
     initial states) and weights is the members' mean attention over L image locations (all
@@ -42,8 +43,8 @@ def ensemble_step_for(member_step_fors):
     if not member_step_fors:
         raise ValueError("an ensemble needs at least one decoder")
 
-    def step_for(rows_per_image):
-        steps = [member(rows_per_image) for member in member_step_fors]
+    def step_for(rows_per_image, allowed=None):
+        steps = [member(rows_per_image, allowed) for member in member_step_fors]
 
         def step(words, states):
             outputs = [member_step(words, state) for member_step, state in zip(steps, states)]

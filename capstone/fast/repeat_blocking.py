@@ -10,6 +10,7 @@ repeat word pairs by design); ``demo --photos`` decodes its beams with N = 2, wh
 measured best on Flickr8k's validation photos.
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -57,3 +58,16 @@ def allowed_next(allowed, tokens_so_far, t, n):
         return tf.logical_and(allowed, tf.logical_not(repeated_ngram_bans(tokens, t, n, tf.shape(allowed)[1])))
 
     return tf.cond(tf.logical_and(n > 0, t >= n), without_repeats, lambda: allowed)
+
+
+def without_repeats(logits, tokens_so_far, t, n):
+    """logits [R, vocab] with -inf for the words ``repeated_ngram_bans`` finds, when an n-gram could repeat
+    (n > 0 and t >= n); unchanged otherwise, with no pass over them (greedy decoding's words that are
+    never allowed already have -inf logits: ``capstone.fast.decoding.token_logits``). tokens_so_far: as
+    ``allowed_next``'s."""
+    n = tf.cast(n, tf.int32)
+
+    def blocked():
+        return tf.where(repeated_ngram_bans(tokens_so_far(), t, n, tf.shape(logits)[1]), -np.inf, logits)
+
+    return tf.cond(tf.logical_and(n > 0, t >= n), blocked, lambda: logits)

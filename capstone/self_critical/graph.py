@@ -83,7 +83,7 @@ def build_decoding(decoder, vocab, samples, sample_seed):
     common = (len(vocab), vocab[START], vocab[END], banned, MAX_LEN)
     # K rows per image: step_for(K) reads each row's image from a copy tiled once.
     tiled = tf.nest.map_structure(lambda s: tf.repeat(s, samples, axis=0), start)
-    sampled_tokens, sampled_lengths, _ = greedy_decode(lambda _: step_for(samples), tiled, *common, sample=True,
+    sampled_tokens, sampled_lengths, _ = greedy_decode(lambda _, allowed: step_for(samples, allowed), tiled, *common, sample=True,
                                                        temperature=1.0, seed=sample_seed)
     greedy_tokens, greedy_lengths, _ = greedy_decode(step_for, start, *common)
     return (sampled_tokens, sampled_lengths), (greedy_tokens, greedy_lengths)

@@ -64,11 +64,12 @@ def bfloat16_hardware():
 
 
 # What ``--precision auto`` runs in bfloat16 on hardware that has it: the paths bench/precision.py measured
-# faster there, side by side (2-core Xeon with AMX, bf16 / float32): training the course's decoder x1.06-1.18,
-# InceptionV3 embedding x2.77. Slower in bfloat16, so float32 under auto: the attention decoder's training x0.97,
-# EfficientNet-Lite embedding x0.94 (depthwise convolutions), in-graph captioning x0.45 (the float32 refinement
-# of the top logits costs more than the smaller product saves). --precision bfloat16 still asks for it anywhere.
-FASTER_IN_BFLOAT16 = ("train:show_and_tell", "embed:inception_v3")
+# faster there, side by side (2-core Xeon with AMX, bf16 / float32): training the course's decoder x1.5-1.7 and
+# the attention decoder x1.05-1.20 (since the cross-entropy's softmax is oneDNN's), InceptionV3 embedding x2.77.
+# Slower in bfloat16, so float32 under auto: EfficientNet-Lite embedding x0.94 (depthwise convolutions), in-graph
+# captioning x0.45 (the float32 refinement of the top logits costs more than the smaller product saves).
+# --precision bfloat16 still asks for it anywhere.
+FASTER_IN_BFLOAT16 = ("train:show_and_tell", "train:attention", "embed:inception_v3")
 
 
 def resolve(requested, flag="--precision", path=None):
@@ -106,7 +107,7 @@ def add_precision_argument(parser):
     parser.add_argument("--precision", choices=CHOICES, default=AUTO,
                         help="matmuls in bfloat16 (float32 accumulation) or float32; auto (default): bfloat16 where "
                              "the CPU has AVX512_BF16 or AMX (or the GPU bfloat16) and the step was measured faster "
-                             "in it (training the course's decoder, InceptionV3 embedding), float32 elsewhere")
+                             "in it (training either decoder, InceptionV3 embedding), float32 elsewhere")
 
 
 def check_precision(precision, where):
