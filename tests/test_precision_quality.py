@@ -1,8 +1,8 @@
 """bfloat16 says the same things as float32: greedy captions of a trained model, and embeddings.
 
 Built with an explicit precision (no hardware check), so they run on any CPU; where the CPU lacks
-native bfloat16 TensorFlow emulates it (slower, the same numbers). The 300-step training loss on
-real Flickr8k data is the slow test at the end.
+native bfloat16 TensorFlow emulates it (slower, the same numbers). The 300-step training losses on
+real Flickr8k data, one per decoder, are the slow tests at the end.
 """
 
 import os
@@ -18,6 +18,7 @@ from capstone.encoders.images import image_for_model
 from serve_support import IMAGE_SIZE, SCENES, embed_pictures, encode_file, scene_picture, tiny_encoder, trained_run_dir
 
 F8 = "/tmp/f8"                                          # Lite0 embeddings of Flickr8k (see README "Real photos")
+F8_GRIDS = "/tmp/f8l1"                                  # Lite1 feature grids of Flickr8k (embed --spatial)
 FLICKR = "/work/shared/data/flickr8k"
 
 
@@ -106,4 +107,36 @@ def test_300_steps_on_flickr8k_in_bfloat16_end_within_one_percent_of_float32():
     for name in ("float32", "bfloat16"):
         losses = train_steps_with(model, vocab, indexed, embeds, TrainingConfig(precision=name), 300, batch_size=64)
         end[name] = losses[-20:].mean()
+    assert abs(end["bfloat16"] - end["float32"]) < 0.01 * end["float32"]
+
+
+@pytest.mark.slow
+def test_300_attention_steps_on_flickr8k_grids_in_bfloat16_end_within_one_percent_of_float32():
+    """The attention decoder (which ``--precision auto`` trains in bfloat16 where the CPU has it) on the
+    8 x 8 x 1280 EfficientNet-Lite1 grids of Flickr8k: its cross-entropy, not its loss, which the
+    attention penalty dominates."""
+    features = os.path.join(F8_GRIDS, "all_train_img_features.npy")
+    if not os.path.exists(features):
+        pytest.skip(f"the Flickr8k feature grids {features} are absent")
+    from capstone.captions import caption_tokens_to_indices, generate_vocabulary
+    from capstone.commands.common import load_split
+    from capstone.config import ModelConfig, TrainingConfig
+    from capstone.support.tf_session import make_session
+    from capstone.training import build_training_graph, generate_batch
+
+    grids, captions = load_split(features, f"{F8_GRIDS}/all_train_img_fns.pickle",
+                                 [os.path.join(FLICKR, "captions.csv")])
+    vocab = generate_vocabulary(captions, min_count=5)
+    indexed = caption_tokens_to_indices(captions, vocab)
+    model = ModelConfig(decoder="attention", img_embed_size=grids.shape[-1])
+    end = {}
+    for name in ("float32", "bfloat16"):
+        g = build_training_graph(vocab, model, TrainingConfig(precision=name))
+        session, rng = make_session(g.graph), np.random.default_rng(0)
+        session.run(g.init)
+        xents = [session.run([g.train_op, g.decoder.cross_entropy], generate_batch(g.decoder, grids, indexed, 64, 20, rng))[1]
+                 for _ in range(300)]
+        session.close()
+        assert xents[-1] < 0.6 * xents[0]                                 # it did learn
+        end[name] = np.mean(xents[-20:])
     assert abs(end["bfloat16"] - end["float32"]) < 0.01 * end["float32"]
