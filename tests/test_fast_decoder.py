@@ -163,3 +163,23 @@ def test_hand_written_cross_entropy_equals_tensorflows():
     assert np.all(np.isfinite(ours)) and ours.max() > 50
     for got, expected in zip(our_grads, their_grads):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_hand_written_cross_entropy_is_exact_where_the_label_probability_underflows():
+    """The loss is -log p(label) from the softmax; a label ~150 below its row's best logit has p = 0 in float32,
+    so those rows must take the exact log-sum-exp, and the others keep theirs."""
+    inputs_value = np.eye(4, 3, dtype=np.float32)                          # rows pick kernel rows; the last is 0
+    kernel_value = np.array([[0, 150, 0, 0, 0], [0, 1, 2, 3, 4], [0, 0, 0, 100, 0]], np.float32)
+    labels_value = np.array([0, 4, 0, 2])                                  # rows 0 and 2: p(label) underflows
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs, kernel, bias = tf.constant(inputs_value), tf.constant(kernel_value), tf.zeros([5])
+        ours = dense_softmax_cross_entropy(inputs, kernel, bias, labels_value)
+        theirs = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels_value, logits=tf.matmul(inputs, kernel))
+        grads = [tf.gradients(x, [inputs, kernel]) for x in (ours, theirs)]
+        with v1.Session(graph=graph) as session:
+            ours, theirs, (our_grads, their_grads) = session.run([ours, theirs, grads])
+    assert ours[0] > 149 and ours[2] > 99
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-5)
+    for got, expected in zip(our_grads, their_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
