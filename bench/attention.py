@@ -12,8 +12,11 @@ lengths, Adam(0.001), the loss masked at PAD:
     (c) ours:   FinalModel's in-graph decoder, one Session.run per batch
     (d) Keras 3: the tutorial's evaluate(): one decoder call per word per image
 
-Each is timed in --rounds interleaved rounds (the best counts). The last line is
-``ratio: X.XX`` (training, ours / Keras 3); the captioning ratio is printed above it.
+Where the CPU multiplies bfloat16 natively (capstone/support/precision.py), training is also timed
+with ours in bfloat16 and the peer under Keras' "mixed_bfloat16" policy. Each is timed in --rounds
+interleaved rounds (the best counts). The last line is ``ratio: X.XX``: training, ours in the
+precision ``--precision auto`` trains in here over the fastest peer in any precision; the
+captioning ratio is printed above it.
 Targets on 2 CPU cores: training >= 1.5, captioning >= 10.
 
     python bench/attention.py
@@ -55,12 +58,14 @@ def make_batches(n, seed=0):
     return batches
 
 
-def ours_trainer(batches):
+def ours_trainer(batches, graph_precision="float32"):
     from capstone.attention import AttentionDecoder
+    from capstone.support import precision
 
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
+        precision.set_graph_precision(graph_precision)
         decoder = AttentionDecoder(VOCAB, PAD, CONFIG)
         train_op = v1.train.AdamOptimizer(0.001).minimize(decoder.loss)
         session = v1.Session(graph=graph)
@@ -98,8 +103,11 @@ class TutorialDecoder(keras.Model):
         return self.fc2(self.fc1(tf.concat([out, context], 1))), state, weights
 
 
-def keras_trainer(batches):
+def keras_trainer(batches, policy=None):
+    """policy: a Keras dtype policy for the model's layers ("mixed_bfloat16"), None for float32."""
+    keras.mixed_precision.set_global_policy(policy or "float32")
     model, optimizer = TutorialDecoder(), keras.optimizers.Adam(0.001)
+    keras.mixed_precision.set_global_policy("float32")
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
     @tf.function
@@ -110,7 +118,7 @@ def keras_trainer(batches):
             for t in range(sentences.shape[1] - 1):  # the tutorial's loop over the words
                 logits, state, _ = model.word(sentences[:, t], features, projected, state)
                 mask = tf.cast(sentences[:, t + 1] != PAD, tf.float32)
-                total += tf.reduce_sum(loss_fn(sentences[:, t + 1], logits) * mask)
+                total += tf.reduce_sum(tf.cast(loss_fn(sentences[:, t + 1], logits), tf.float32) * mask)
                 count += tf.reduce_sum(mask)
             loss = total / count
         variables = model.trainable_variables
@@ -151,8 +159,14 @@ def main():
     parser.add_argument("--peer-images", type=int, default=4, help="images captioned by the per-word loop")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; tf {tf.__version__}")
+    from capstone.support import precision
+
     batches = make_batches(4)
     trainers = {"(a) ours: AttentionDecoder": ours_trainer(batches), "(b) Keras 3 tutorial model": keras_trainer(batches)}
+    auto = precision.resolve("auto", path="train:attention")  # what `train` runs here
+    if precision.bfloat16_hardware():  # each precision of ours meets the peer in the same one
+        trainers["(a) ours: AttentionDecoder, bfloat16"] = ours_trainer(batches, "bfloat16")
+        trainers["(b) Keras 3 tutorial model, mixed_bfloat16"] = keras_trainer(batches, "mixed_bfloat16")
     for step in trainers.values():  # warm up (tf.function tracing, first session runs)
         for i in range(2):
             step(i)
@@ -161,7 +175,7 @@ def main():
         for name, step in trainers.items():
             speeds[name] = max(speeds[name], best_rate(lambda: [step(i) for i in range(args.steps)], args.steps, 1))
     for name, speed in speeds.items():
-        print(f"  training  {name:34s} {speed:7.2f} steps/s")
+        print(f"  training  {name:44s} {speed:7.2f} steps/s")
 
     from capstone.final_model import FinalModel
     from synthetic import untrained_run
@@ -177,7 +191,9 @@ def main():
     print(f"  captioning (d) Keras 3 per-word loop          {peer_rate:7.1f} images/s")
     print(f"captioning ratio: {ours_rate / peer_rate:.1f} (target >= 10)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    ours, peer = speeds["(a) ours: AttentionDecoder"], speeds["(b) Keras 3 tutorial model"]
+    ours = speeds["(a) ours: AttentionDecoder" + (", bfloat16" if auto == "bfloat16" else "")]
+    peer = max(speed for name, speed in speeds.items() if name.startswith("(b)"))
+    print(f"training: ours in {auto} (what --precision auto trains in here) / the fastest peer in any precision")
     print(f"ratio: {ours / peer:.2f}")
 
 

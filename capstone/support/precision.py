@@ -65,7 +65,8 @@ def bfloat16_hardware():
 
 # What ``--precision auto`` runs in bfloat16 on hardware that has it: the paths bench/precision.py measured
 # faster there, side by side (2-core Xeon with AMX, bf16 / float32): training the course's decoder x1.5-1.7 and
-# the attention decoder x1.05-1.20 (since the cross-entropy's softmax is oneDNN's), InceptionV3 embedding x2.77.
+# the attention decoder x0.88-1.20, median x1.10 (since the cross-entropy's softmax is oneDNN's), InceptionV3
+# embedding x2.77-3.75.
 # Slower in bfloat16, so float32 under auto: EfficientNet-Lite embedding x0.94 (depthwise convolutions), in-graph
 # captioning x0.45 (the float32 refinement of the top logits costs more than the smaller product saves).
 # --precision bfloat16 still asks for it anywhere.
