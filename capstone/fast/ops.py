@@ -159,16 +159,18 @@ def dense_softmax_cross_entropy(inputs, kernel, bias, labels):
     Why by hand: the logits and their gradient softmax - one_hot are [N, vocab] matrices, the
     biggest of a training step, and every pass over them costs milliseconds. Here there are three:
     the product, one softmax (oneDNN's kernel: ~12 x faster on CPU than TensorFlow's fused
-    ``SparseSoftmaxCrossEntropyWithLogits``, bench/PERFORMANCE.md) and one max over the logits.
+    ``SparseSoftmaxCrossEntropyWithLogits``, bench/PERFORMANCE.md) and one scatter of N entries.
       * The bias rides in the product as one more row of the kernel, so no pass adds it and its
         gradient comes out of the backward product (inputs get a column of ones).
-      * The loss needs log-sum-exp; the softmax's largest probability is 1 / sum exp(logits - max),
-        so log-sum-exp = max - log(that), which neither overflows nor underflows.
-      * The gradient d * (softmax - one_hot) is never built: the row weights d scale the small
-        operands of the two backward products instead ((d * P) @ W^T = d * (P @ W^T)), and the
-        one-hot part, one entry per row, is applied to the small gradients (a gather and two
-        segment sums).
-    In a bfloat16 graph the operands are bfloat16, padded to whole AMX tiles
+      * The loss is -log p(label), N numbers gathered from the softmax. Where a label's probability
+        underflows (a loss above ~69) it takes log-sum-exp = max - log(largest probability) instead,
+        exact however far the label lies below the best word; only then are the maxima computed.
+      * The gradient is d * (softmax - one_hot) with the row weights d = d loss / d cross-entropy:
+        the scatter subtracts the one-hot part (one entry per row) from the softmax, and d scales the
+        small operands of the two backward products instead of the [N, vocab] matrix
+        ((d * R) @ W^T = d * (R @ W^T), x^T (d * R) = (d * x)^T R).
+    In a bfloat16 graph the operands, the softmax and the residual R are bfloat16 (R feeds bfloat16
+    products), the loss float32; the operands are padded to whole AMX tiles
     (``precision.ALIGN_ROWS`` / ``ALIGN_COLUMNS``: unpadded, the product runs at float32's speed), with
     -1e30 as the bias of the padded vocabulary columns, which the softmax turns into 0.
     """

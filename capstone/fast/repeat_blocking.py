@@ -53,11 +53,11 @@ def allowed_next(allowed, tokens_so_far, t, n):
     no more work than before."""
     n = tf.cast(n, tf.int32)
 
-    def without_repeats():
+    def allowed_and_no_repeat():
         tokens = tokens_so_far()
         return tf.logical_and(allowed, tf.logical_not(repeated_ngram_bans(tokens, t, n, tf.shape(allowed)[1])))
 
-    return tf.cond(tf.logical_and(n > 0, t >= n), without_repeats, lambda: allowed)
+    return tf.cond(tf.logical_and(n > 0, t >= n), allowed_and_no_repeat, lambda: allowed)
 
 
 def without_repeats(logits, tokens_so_far, t, n):
