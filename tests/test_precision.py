@@ -98,13 +98,14 @@ def test_auto_without_bfloat16_builds_a_pure_float32_graph(no_bfloat16, decoder)
     assert mixed.decoder.loss.dtype == tf.float32
 
 
-def train_steps_with(model, vocab, indexed, embeds, config, steps, batch_size=32, checkpoint=None):
-    """Losses of ``steps`` Adam steps on the same seeded batches; saves the weights to ``checkpoint``."""
+def train_steps_with(model, vocab, indexed, embeds, config, steps, batch_size=32, checkpoint=None, loss="loss"):
+    """Losses of ``steps`` Adam steps on the same seeded batches (``loss``: the decoder's tensor to record, e.g.
+    the attention decoder's "cross_entropy"); saves the weights to ``checkpoint``."""
     g = build_training_graph(vocab, model, config)
     session = make_session(g.graph)
     session.run(g.init)
     rng = np.random.default_rng(0)
-    losses = [session.run([g.train_op, g.decoder.loss],
+    losses = [session.run([g.train_op, getattr(g.decoder, loss)],
                           generate_batch(g.decoder, embeds, indexed, batch_size, 20, rng))[1] for _ in range(steps)]
     if checkpoint:
         with g.graph.as_default():  # the v1 Saver works in graph mode only

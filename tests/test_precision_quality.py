@@ -121,8 +121,7 @@ def test_300_attention_steps_on_flickr8k_grids_in_bfloat16_end_within_one_percen
     from capstone.captions import caption_tokens_to_indices, generate_vocabulary
     from capstone.commands.common import load_split
     from capstone.config import ModelConfig, TrainingConfig
-    from capstone.support.tf_session import make_session
-    from capstone.training import build_training_graph, generate_batch
+    from test_precision import train_steps_with
 
     grids, captions = load_split(features, f"{F8_GRIDS}/all_train_img_fns.pickle",
                                  [os.path.join(FLICKR, "captions.csv")])
@@ -131,12 +130,8 @@ def test_300_attention_steps_on_flickr8k_grids_in_bfloat16_end_within_one_percen
     model = ModelConfig(decoder="attention", img_embed_size=grids.shape[-1])
     end = {}
     for name in ("float32", "bfloat16"):
-        g = build_training_graph(vocab, model, TrainingConfig(precision=name))
-        session, rng = make_session(g.graph), np.random.default_rng(0)
-        session.run(g.init)
-        xents = [session.run([g.train_op, g.decoder.cross_entropy], generate_batch(g.decoder, grids, indexed, 64, 20, rng))[1]
-                 for _ in range(300)]
-        session.close()
+        xents = train_steps_with(model, vocab, indexed, grids, TrainingConfig(precision=name), 300, batch_size=64,
+                                 loss="cross_entropy")
         assert xents[-1] < 0.6 * xents[0]                                 # it did learn
-        end[name] = np.mean(xents[-20:])
+        end[name] = xents[-20:].mean()
     assert abs(end["bfloat16"] - end["float32"]) < 0.01 * end["float32"]
